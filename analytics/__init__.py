@@ -1,0 +1,1 @@
+"""ClickHouse: the schema as numbered migrations, the activity-log writer, the scoped queries."""

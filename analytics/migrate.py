@@ -1,0 +1,113 @@
+"""Applies the numbered migrations in `analytics/migrations`, recording each one."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import structlog
+
+from sentinel_usage.analytics import migrations as migrations_package
+from sentinel_usage.analytics.migrations.context import MigrationContext
+
+log = structlog.get_logger(__name__)
+
+_NAME = re.compile(r"^m(\d{4})_(\w+)$")
+
+MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations
+(
+    id         UInt32,
+    name       String,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY id
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    id: int
+    name: str
+    forward: Callable[[MigrationContext], list[str]]
+    backward: Callable[[MigrationContext], list[str]]
+
+
+def discover() -> list[Migration]:
+    """Every migration module, in number order; a gap or duplicate number is a bug."""
+    found = []
+    for info in pkgutil.iter_modules(migrations_package.__path__):
+        match = _NAME.match(info.name)
+        if not match:
+            continue
+        module: ModuleType = importlib.import_module(f"{migrations_package.__name__}.{info.name}")
+        found.append(Migration(int(match[1]), match[2], module.forward, module.backward))
+    found.sort(key=lambda m: m.id)
+    expected = list(range(1, len(found) + 1))
+    if [m.id for m in found] != expected:
+        raise RuntimeError(f"migration numbers must be 1..N without gaps: {[m.id for m in found]}")
+    return found
+
+
+def applied_ids(client: Any) -> set[int]:
+    client.command(MIGRATIONS_TABLE)
+    return {row[0] for row in client.query("SELECT id FROM schema_migrations FINAL").result_rows}
+
+
+def pending(client: Any) -> list[Migration]:
+    done = applied_ids(client)
+    return [m for m in discover() if m.id not in done]
+
+
+def migrate(client: Any, ctx: MigrationContext) -> list[str]:
+    """Apply what is pending; return the names applied. Safe to run concurrently and again."""
+    applied = []
+    for migration in pending(client):
+        for statement in migration.forward(ctx):
+            client.command(statement)
+        client.insert("schema_migrations", [[migration.id, migration.name]], ["id", "name"])
+        applied.append(f"{migration.id:04d}_{migration.name}")
+        log.info("migration_applied", migration=applied[-1])
+    _align_retention(client, ctx)
+    return applied
+
+
+def rollback(client: Any, ctx: MigrationContext, to: int) -> list[str]:
+    """Undo applied migrations above number `to`, newest first."""
+    undone = []
+    done = applied_ids(client)
+    for migration in reversed(discover()):
+        if migration.id <= to or migration.id not in done:
+            continue
+        for statement in migration.backward(ctx):
+            client.command(statement)
+        client.command(
+            "ALTER TABLE schema_migrations DELETE WHERE id = {id:UInt32}",
+            parameters={"id": migration.id},
+            settings={"mutations_sync": 1},
+        )
+        undone.append(f"{migration.id:04d}_{migration.name}")
+    return undone
+
+
+def _align_retention(client: Any, ctx: MigrationContext) -> None:
+    """The TTL follows SENTINEL_RETENTION_DAYS even after the table was created."""
+    rows = client.query(
+        "SELECT engine_full FROM system.tables "
+        "WHERE database = currentDatabase() AND name = 'activity_log'"
+    ).result_rows
+    if not rows:
+        return
+    wanted = f"toIntervalDay({ctx.retention_days})"
+    if wanted not in rows[0][0]:
+        client.command(
+            "ALTER TABLE activity_log MODIFY TTL "
+            f"toDateTime(started_at) + INTERVAL {int(ctx.retention_days)} DAY"
+        )
+        log.info("retention_changed", days=ctx.retention_days)

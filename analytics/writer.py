@@ -1,0 +1,69 @@
+"""ActivityLogWriter: the one way into the `activity_log` table (the stream's sink uses it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import orjson
+
+from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
+from sentinel_usage.core.errors import DependencyUnavailableError
+from sentinel_usage.core.events import UsageEvent
+
+COLUMNS: Final = (
+    "project_id",
+    "pass_id",
+    "started_at",
+    "event_id",
+    "client_id",
+    "activity_type",
+    "endpoint",
+    "http_method",
+    "status_code",
+    "success",
+    "duration_ms",
+    "client_ip",
+    "user_agent",
+    "error_message",
+    "metadata",
+)
+
+
+class ActivityLogWriter:
+    """Inserts events as one block per call.
+
+    Blocking (run it in a thread from async code). Raises
+    DependencyUnavailableError when ClickHouse cannot be reached (the caller
+    retries); any other error is a bug or a schema mismatch and propagates.
+    Writing the same events again is harmless: the table folds duplicates.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def write(self, events: Sequence[UsageEvent]) -> int:
+        if not events:
+            return 0
+        columns: list[list[Any]] = [
+            [e.project_id for e in events],
+            [e.pass_id for e in events],
+            [e.started_at for e in events],
+            [e.event_id for e in events],
+            [e.client_id for e in events],
+            [e.activity_type for e in events],
+            [e.endpoint for e in events],
+            [e.http_method for e in events],
+            [e.status_code for e in events],
+            [e.success for e in events],
+            [e.duration_ms for e in events],
+            [e.client_ip or "" for e in events],
+            [e.user_agent or "" for e in events],
+            [e.error_message or "" for e in events],
+            [orjson.dumps(e.metadata).decode() for e in events],
+        ]
+        try:
+            self._client.insert("activity_log", columns, column_names=COLUMNS, column_oriented=True)
+        except UNAVAILABLE_ERRORS as exc:
+            raise DependencyUnavailableError(f"ClickHouse insert failed: {exc}") from exc
+        return len(events)

@@ -1,0 +1,1 @@
+"""The FastAPI layer: event ingest, the Usage tab API, health and metrics."""

@@ -1,0 +1,44 @@
+"""create_app(): the FastAPI application, its routers and its error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from sentinel_usage.api.routes import activity, events, health
+from sentinel_usage.api.services import ApiServices
+from sentinel_usage.core.errors import DependencyUnavailableError
+
+
+def create_app(services: ApiServices) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="sentinel-usage",
+        summary="Usage analytics of Sentinel Passes",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.include_router(events.router)
+    app.include_router(activity.router)
+    app.include_router(health.router)
+
+    @app.exception_handler(DependencyUnavailableError)
+    async def unavailable(request: Request, exc: DependencyUnavailableError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"temporarily unavailable: {exc}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+
+    return app

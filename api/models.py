@@ -1,0 +1,55 @@
+"""Request and response shapes: the OpenAPI document is the contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The event field at fault ('' for the event as a whole).")
+    message: str
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="Position of the event in the request (0-based).")
+    errors: list[FieldError]
+
+
+class IngestResponse(BaseModel):
+    accepted: int = Field(description="Events acknowledged by the broker (acks=all).")
+    rejected: list[RejectedEvent]
+
+
+class ActivityRow(BaseModel):
+    event_id: UUID
+    activity_type: Literal["api_request", "token_generation", "error"]
+    started_at: datetime
+    endpoint: str
+    http_method: str
+    success: bool
+    status_code: int | None
+    duration_ms: float
+    client_ip: str | None
+    user_agent: str | None
+    error_message: str | None
+    metadata: dict[str, Any]
+
+
+class ActivityPageResponse(BaseModel):
+    items: list[ActivityRow]
+    page: int
+    per_page: int
+    total: int
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class ReadinessResponse(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str]

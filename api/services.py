@@ -1,0 +1,77 @@
+"""What the routes need, built once per app from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from sentinel_usage.analytics.activity import ActivityLogQuery
+from sentinel_usage.analytics.clickhouse import connect
+from sentinel_usage.analytics.migrate import pending
+from sentinel_usage.api.auth import TokenVerifier
+from sentinel_usage.core.errors import ConfigurationError
+from sentinel_usage.core.events import EventValidator, ValidationPolicy
+from sentinel_usage.core.settings import Settings
+from sentinel_usage.ingest.producer import EventPublisher
+
+
+@dataclass
+class ApiServices:
+    settings: Settings
+    verifier: TokenVerifier
+    validator: EventValidator
+    publisher: EventPublisher
+    activity: ActivityLogQuery
+    clickhouse: Any
+
+    async def start(self) -> None:
+        await self.publisher.start()
+
+    async def stop(self) -> None:
+        await self.publisher.stop()
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency's state: 'ok' or what is wrong."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.publisher.ping(), 3)
+            checks["kafka"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said as text
+            checks["kafka"] = f"unreachable: {exc!r}"
+        try:
+            missing = await asyncio.to_thread(pending, self.clickhouse)
+            checks["clickhouse"] = "ok"
+            checks["migrations"] = (
+                "ok" if not missing else "pending: " + ", ".join(f"{m.id:04d}" for m in missing)
+            )
+        except Exception as exc:  # noqa: BLE001
+            checks["clickhouse"] = f"unreachable: {exc!r}"
+            checks["migrations"] = "unknown"
+        return checks
+
+
+def build_services(settings: Settings) -> ApiServices:
+    if settings.kafka_bootstrap_servers is None:
+        raise ConfigurationError("the API needs KAFKA_BOOTSTRAP_SERVERS (or run `up`)")
+    if settings.jwt_public_key_file is not None:
+        verifier = TokenVerifier.from_public_key_file(
+            settings.jwt_public_key_file, settings.jwt_audience
+        )
+    elif settings.jwt_secret is not None:
+        verifier = TokenVerifier.from_secret(
+            settings.jwt_secret.get_secret_value(), settings.jwt_audience
+        )
+    else:
+        raise ConfigurationError("no JWT key configured")
+
+    policy = ValidationPolicy.from_settings(settings)
+    clickhouse = connect(settings.clickhouse_dsn)
+    return ApiServices(
+        settings=settings,
+        verifier=verifier,
+        validator=EventValidator(policy),
+        publisher=EventPublisher(settings.kafka_bootstrap_servers),
+        activity=ActivityLogQuery(clickhouse),
+        clickhouse=clickhouse,
+    )

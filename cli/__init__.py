@@ -1,0 +1,1 @@
+"""The `sentinel-usage` command: the composition root that wires the layers together."""

@@ -1,0 +1,181 @@
+"""`sentinel-usage`: up, worker, api, migrate, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from sentinel_usage.analytics.clickhouse import connect
+from sentinel_usage.analytics.migrate import migrate
+from sentinel_usage.analytics.migrations.context import MigrationContext
+from sentinel_usage.analytics.writer import ActivityLogWriter
+from sentinel_usage.api.auth import SCOPES, issue_token
+from sentinel_usage.core.errors import ConfigurationError, DependencyUnavailableError
+from sentinel_usage.core.events import EventValidator, ValidationPolicy
+from sentinel_usage.core.logging import configure_logging
+from sentinel_usage.core.settings import Settings, load_settings, with_local_jwt_secret
+from sentinel_usage.ingest.admin import ensure_topics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sentinel-usage", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="embedded all-in-one: broker, topics, migrations, worker, API")
+    commands.add_parser("worker", help="the stream worker alone (needs KAFKA_BOOTSTRAP_SERVERS)")
+    commands.add_parser("api", help="the API alone (needs KAFKA_BOOTSTRAP_SERVERS)")
+    commands.add_parser("migrate", help="apply pending ClickHouse migrations")
+    token = commands.add_parser("token", help="print a bearer token signed with the local secret")
+    token.add_argument("--project", action="append", required=True, help="repeatable")
+    token.add_argument("--scope", action="append", required=True, choices=SCOPES)
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
+    token.add_argument("--subject", default="local-user")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_json)
+        if args.command == "token":
+            return _token(settings, args)
+        if args.command == "migrate":
+            applied = _migrate(settings)
+            print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+            return 0
+        if args.command == "api":
+            return _api(settings)
+        if args.command == "worker":
+            return _worker(settings)
+        return _up(settings)
+    except (ConfigurationError, DependencyUnavailableError) as exc:
+        print(f"sentinel-usage: {exc}", file=sys.stderr)
+        return 2
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    settings = with_local_jwt_secret(settings)
+    if settings.jwt_secret is None:
+        raise ConfigurationError("tokens can only be signed with SENTINEL_JWT_SECRET (HS256)")
+    print(
+        issue_token(
+            settings.jwt_secret.get_secret_value(),
+            args.project,
+            args.scope,
+            ttl_seconds=args.ttl,
+            subject=args.subject,
+            audience=settings.jwt_audience,
+        )
+    )
+    return 0
+
+
+def _migrate(settings: Settings) -> list[str]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return migrate(
+        connect(settings.clickhouse_dsn), MigrationContext(retention_days=settings.retention_days)
+    )
+
+
+def _prepare(settings: Settings) -> asyncio.AbstractEventLoop:
+    """Topics and migrations; returns the loop Faust will then run on."""
+    assert settings.kafka_bootstrap_servers is not None
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            settings.events_topic_partitions,
+            settings.kafka_replication_factor,
+        )
+    )
+    _migrate(settings)
+    return loop
+
+
+def _worker(settings: Settings, with_api: bool = False) -> int:
+    from sentinel_usage.stream.app import create_stream_app, run_worker
+
+    if settings.kafka_bootstrap_servers is None:
+        raise ConfigurationError("`worker` needs KAFKA_BOOTSTRAP_SERVERS (or use `up`)")
+    _prepare(settings)
+    validator = EventValidator(ValidationPolicy.from_settings(settings))
+    app = create_stream_app(
+        settings, ActivityLogWriter(connect(settings.clickhouse_dsn)), validator
+    )
+    if with_api:
+        from sentinel_usage.api.app import create_app
+        from sentinel_usage.api.services import build_services
+        from sentinel_usage.cli.api_task import attach_api
+
+        api = create_app(build_services(settings))
+        attach_api(
+            app,
+            api,
+            settings.api_host,
+            settings.api_port,
+            on_started=lambda port: _print_banner(settings, port),
+        )
+    run_worker(app, settings.log_level)
+    return 0
+
+
+def _api(settings: Settings) -> int:
+    import uvicorn
+
+    from sentinel_usage.api.app import create_app
+    from sentinel_usage.api.services import build_services
+
+    settings = with_local_jwt_secret(settings)
+    _migrate(settings)
+    uvicorn.run(
+        create_app(build_services(settings)),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def _up(settings: Settings) -> int:
+    from sentinel_usage.cli.tansu import TansuBroker
+
+    settings = with_local_jwt_secret(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    if settings.embedded_broker:
+        broker = TansuBroker(log_path=settings.data_dir / "tansu.log").start()
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+    try:
+        return _worker(settings, with_api=True)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _print_banner(settings: Settings, port: int) -> None:
+    base = f"http://{settings.api_host}:{port}"
+    token = ""
+    if settings.jwt_secret is not None:
+        token = issue_token(
+            settings.jwt_secret.get_secret_value(),
+            ["demo"],
+            ["usage:read", "usage:export", "events:write"],
+            audience=settings.jwt_audience,
+        )
+    lines = [
+        "sentinel-usage is up",
+        f"  API            {base}   (OpenAPI: {base}/docs)",
+        f"  health         {base}/healthz   {base}/readyz",
+        f"  metrics        {base}/metrics",
+        f"  Kafka          {settings.kafka_bootstrap_servers}",
+        f"  ClickHouse     {settings.clickhouse_dsn}",
+        "  token (project 'demo', 12 h; more with `sentinel-usage token`):",
+        f"  {token}",
+        "Ctrl-C stops everything.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

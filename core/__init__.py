@@ -1,0 +1,1 @@
+"""Shared kernel: the usage event model, settings, errors, clock and topic names."""

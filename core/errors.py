@@ -1,0 +1,27 @@
+"""Error types shared by every layer.
+
+User errors (bad input, unknown pass) and system errors (a dependency is down)
+are different types; the API maps them to HTTP statuses in one place.
+"""
+
+from __future__ import annotations
+
+
+class SentinelError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigurationError(SentinelError):
+    """The settings are invalid or insecure for the chosen mode."""
+
+
+class InvalidEventError(SentinelError):
+    """An event failed validation; `errors` says which field and why."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+class DependencyUnavailableError(SentinelError):
+    """Kafka or ClickHouse could not be reached: retry later, do not dead-letter."""

@@ -1,0 +1,229 @@
+"""The usage event: one gateway request or token exchange made with a Sentinel Pass.
+
+Field names are the public contract (shared/seeds). `EventValidator` turns an
+untrusted JSON object into a `UsageEvent` or an `InvalidEventError` whose
+errors name each bad field and say what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
+from sentinel_usage.core.endpoints import normalise_endpoint
+from sentinel_usage.core.errors import InvalidEventError
+
+if TYPE_CHECKING:
+    from sentinel_usage.core.settings import Settings
+
+ActivityType = Literal["api_request", "token_generation", "error"]
+ACTIVITY_TYPES: Final = ("api_request", "token_generation", "error")
+
+# Event ids generated for events sent without one are derived from the event's
+# content, so that a client re-sending the same payload is deduplicated too.
+EVENT_ID_NAMESPACE: Final = uuid.UUID("6f1d2c1e-6a39-4d53-9a55-2f8f3c2b7a10")
+
+MAX_ENDPOINT_CHARS: Final = 2048
+MAX_USER_AGENT_CHARS: Final = 1024
+MAX_ERROR_MESSAGE_CHARS: Final = 4096
+MAX_METADATA_BYTES: Final = 16 * 1024
+MAX_DURATION_MS: Final = 24 * 3600 * 1000.0
+
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"),
+]
+HttpMethod = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=16, pattern=r"^[A-Za-z]+$", to_upper=True, strip_whitespace=True
+    ),
+]
+
+
+class UsageEvent(BaseModel):
+    """A validated, normalised event. `success` is false for every error
+    (`status_code >= 400`, or an `error` activity), so it alone classifies."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: uuid.UUID
+    project_id: Identifier
+    pass_id: Identifier
+    client_id: Identifier
+    activity_type: ActivityType
+    started_at: datetime
+    endpoint: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ENDPOINT_CHARS)]
+    http_method: HttpMethod
+    status_code: int | None = Field(None, ge=100, le=599)
+    success: bool
+    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS)
+    client_ip: str | None = None
+    user_agent: Annotated[str, StringConstraints(max_length=MAX_USER_AGENT_CHARS)] | None = None
+    error_message: Annotated[str, StringConstraints(max_length=MAX_ERROR_MESSAGE_CHARS)] | None = (
+        None
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_derived(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("event_id") is None:
+            data["event_id"] = content_event_id(data)
+        if data.get("success") is None:
+            status = data.get("status_code")
+            if isinstance(status, int) and not isinstance(status, bool):
+                data["success"] = status < 400 and data.get("activity_type") != "error"
+            elif data.get("activity_type") == "error":
+                data["success"] = False
+        return data
+
+    @field_validator("started_at")
+    @classmethod
+    def _started_at_in_range(cls, value: datetime, info: ValidationInfo) -> datetime:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        policy: ValidationPolicy = (info.context or {}).get("policy", DEFAULT_POLICY)
+        now = policy.clock.now()
+        if value > now + policy.max_future_skew:
+            raise ValueError(
+                f"is more than {int(policy.max_future_skew.total_seconds())} s in the future"
+            )
+        if value < now - policy.retention:
+            raise ValueError(f"is older than the retention of {policy.retention.days} days")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _normalise_endpoint(cls, value: str) -> str:
+        return normalise_endpoint(value)
+
+    @field_validator("duration_ms")
+    @classmethod
+    def _finite_duration(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("client_ip")
+    @classmethod
+    def _valid_ip(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return ip_address(value.strip()).compressed
+        except ValueError:
+            raise ValueError("is not a valid IPv4 or IPv6 address") from None
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(orjson.dumps(value))
+        except TypeError as exc:
+            raise ValueError(f"must be JSON-serialisable: {exc}") from None
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} allowed")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_outcome(self) -> UsageEvent:
+        if self.success and self.status_code is not None and self.status_code >= 400:
+            raise ValueError("success=true contradicts status_code >= 400")
+        if self.success and self.activity_type == "error":
+            raise ValueError("success=true contradicts activity_type 'error'")
+        return self
+
+    @property
+    def is_error(self) -> bool:
+        return not self.success
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready form written to Kafka (orjson serialises UUIDs and datetimes)."""
+        return self.model_dump()
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    clock: Clock = SYSTEM_CLOCK
+    max_future_skew: timedelta = timedelta(minutes=5)
+    retention: timedelta = timedelta(days=90)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> ValidationPolicy:
+        return cls(
+            clock=clock,
+            max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+            retention=timedelta(days=settings.retention_days),
+        )
+
+
+DEFAULT_POLICY: Final = ValidationPolicy()
+
+
+def content_event_id(data: dict[str, Any]) -> uuid.UUID:
+    """A stable id for an event sent without one: the same content, the same id."""
+    try:
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        canonical = repr(sorted(data.items(), key=lambda kv: str(kv[0]))).encode()
+    return uuid.uuid5(EVENT_ID_NAMESPACE, canonical.decode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class EventValidator:
+    """Validates untrusted event objects against one policy."""
+
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+
+    def validate(self, raw: Any) -> UsageEvent:
+        """Return the normalised event, or raise InvalidEventError listing every problem."""
+        if not isinstance(raw, dict):
+            raise InvalidEventError(
+                [{"field": "", "message": f"an event must be a JSON object, not {_kind(raw)}"}]
+            )
+        try:
+            return UsageEvent.model_validate(raw, context={"policy": self.policy})
+        except ValidationError as exc:
+            raise InvalidEventError(_field_errors(exc)) from None
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if not loc and "success" in message:
+            loc = "success"
+        errors.append({"field": loc, "message": message})
+    return errors
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+def event_time(value: datetime) -> datetime:
+    """Aware UTC datetime from a possibly naive one (ClickHouse returns naive UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,117 @@
+"""Typed settings (SENTINEL_* environment variables), validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sentinel_usage.core.errors import ConfigurationError
+
+MIN_HS256_SECRET_BYTES = 32
+LOCAL_SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
+
+
+class Settings(BaseSettings):
+    """Every knob of the pipeline; `local` may fill in insecure defaults, `production` never."""
+
+    model_config = SettingsConfigDict(env_prefix="SENTINEL_", extra="ignore", frozen=True)
+
+    mode: Literal["local", "production"] = "local"
+    data_dir: Path = Path("var")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "SENTINEL_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+        ),
+        description="host:port[,host:port]; unset = the embedded Tansu broker (`up` only).",
+    )
+    clickhouse_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SENTINEL_CLICKHOUSE_URL", "CLICKHOUSE_URL"),
+        description="http(s)://user:pass@host:8123/db or chdb:///path; unset = chDB in data_dir.",
+    )
+    events_topic_partitions: int = Field(4, ge=1, le=1024)
+    kafka_replication_factor: int = Field(1, ge=1, le=16)
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_audience: str | None = None
+
+    retention_days: int = Field(90, ge=1, le=3650)
+    max_request_events: int = Field(10_000, ge=1)
+    max_request_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_future_skew_seconds: int = Field(300, ge=0)
+
+    # Kafka messages (each up to 2,000 events when batch envelopes are used) per insert.
+    sink_batch_messages: int = Field(250, ge=1)
+    sink_batch_seconds: float = Field(0.2, gt=0)
+    commit_interval_seconds: float = Field(1.0, gt=0)
+    broker_session_timeout_seconds: float = Field(6.0, gt=0)
+    broker_heartbeat_interval_seconds: float = Field(1.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Self:
+        if self.mode != "production":
+            return self
+        missing = []
+        if self.jwt_secret is None and self.jwt_public_key_file is None:
+            missing.append("SENTINEL_JWT_SECRET or SENTINEL_JWT_PUBLIC_KEY_FILE")
+        if self.kafka_bootstrap_servers is None:
+            missing.append("KAFKA_BOOTSTRAP_SERVERS")
+        if self.clickhouse_url is None:
+            missing.append("CLICKHOUSE_URL")
+        if missing:
+            raise ValueError(f"production mode requires {', '.join(missing)}")
+        if self.jwt_secret is not None and (
+            len(self.jwt_secret.get_secret_value().encode()) < MIN_HS256_SECRET_BYTES
+        ):
+            raise ValueError(f"SENTINEL_JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes")
+        return self
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; a bad value is a ConfigurationError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc
+
+
+def with_local_jwt_secret(settings: Settings) -> Settings:
+    """In local mode without a configured key, use (and on first start create) a random
+    secret in the data directory, readable by its owner only."""
+    if settings.jwt_secret is not None or settings.jwt_public_key_file is not None:
+        return settings
+    if settings.mode != "local":
+        raise ConfigurationError("no JWT key configured")
+    path = settings.data_dir / LOCAL_SECRET_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # created on an earlier start, or by a sibling process just now
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return settings.model_copy(update={"jwt_secret": SecretStr(path.read_text().strip())})

@@ -1,0 +1,1 @@
+"""Getting events into Kafka: the gateway producer, the HTTP body parser, the publisher."""

@@ -1,0 +1,203 @@
+"""Producing usage events to Kafka.
+
+`EventPublisher` is for the HTTP ingest: it returns only once the broker has
+acknowledged every message (acks=all). `GatewayProducer` is for gateways: the
+request path hands it an event and moves on; a background task batches, packs
+and sends; when its bounded buffer is full it drops the event and counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+
+from sentinel_usage.core import topics
+from sentinel_usage.core.events import UsageEvent
+from sentinel_usage.core.wire import encode_envelopes
+
+log = structlog.get_logger(__name__)
+
+GATEWAY_DROPPED = Counter(
+    "sentinel_gateway_events_dropped",
+    "Events a gateway producer dropped because its buffer was full.",
+)
+GATEWAY_SENT = Counter("sentinel_gateway_events_sent", "Events a gateway producer sent to Kafka.")
+GATEWAY_SEND_FAILED = Counter(
+    "sentinel_gateway_events_send_failed", "Events a gateway producer could not deliver."
+)
+
+
+def kafka_producer(bootstrap_servers: str, **options: Any) -> AIOKafkaProducer:
+    defaults: dict[str, Any] = {
+        "acks": "all",
+        "linger_ms": 5,
+        "max_request_size": 1024 * 1024,
+        "request_timeout_ms": 15_000,
+    }
+    defaults.update(options)
+    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **defaults)
+
+
+class EventPublisher:
+    """Publishes validated events and waits for the broker's acknowledgement."""
+
+    def __init__(self, bootstrap_servers: str, topic: str = topics.EVENTS, **options: Any) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._options = options
+        self._topic = topic
+        self._started: AIOKafkaProducer | None = None
+
+    @property
+    def _producer(self) -> AIOKafkaProducer:
+        if self._started is None:
+            raise RuntimeError("EventPublisher.start() was not awaited")
+        return self._started
+
+    async def start(self) -> None:
+        # aiokafka binds a producer to the running loop: create it here, not in __init__.
+        producer = kafka_producer(self._bootstrap_servers, **self._options)
+        await producer.start()
+        self._started = producer
+
+    async def stop(self) -> None:
+        if self._started is not None:
+            await self._started.stop()
+            self._started = None
+
+    async def publish(self, events: Sequence[UsageEvent]) -> int:
+        """Send `events` packed in envelopes keyed by pass; return once all are acked.
+
+        Raises aiokafka's KafkaError when the broker does not acknowledge; some
+        envelopes may then have been written, which is safe because downstream
+        deduplicates by event_id.
+        """
+        deliveries = [
+            await self._producer.send(self._topic, value=env.payload, key=env.pass_id.encode())
+            for env in encode_envelopes(events)
+        ]
+        await asyncio.gather(*deliveries)
+        return len(events)
+
+    async def ping(self) -> None:
+        """Raise if the broker cannot be reached (metadata round trip)."""
+        await self._producer.client.fetch_all_metadata()
+
+
+class GatewayProducer:
+    """A non-blocking, bounded, batching producer for the gateway's request path.
+
+    `record()` never blocks and never raises for a full buffer: the event is
+    dropped and `sentinel_gateway_events_dropped_total` counts it. `close()`
+    flushes what is buffered before stopping.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topic: str = topics.EVENTS,
+        buffer_size: int = 100_000,
+        batch_size: int = 2_000,
+        linger_seconds: float = 0.05,
+        compression_type: str | None = "gzip",
+    ) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._compression_type = compression_type
+        self._producer: AIOKafkaProducer | None = None
+        self._topic = topic
+        self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue(maxsize=buffer_size)
+        self._batch_size = batch_size
+        self._linger = linger_seconds
+        self._sender: asyncio.Task[None] | None = None
+        self._closing = False
+        self.dropped = 0
+
+    async def start(self) -> None:
+        self._producer = kafka_producer(
+            self._bootstrap_servers, compression_type=self._compression_type
+        )
+        await self._producer.start()
+        self._sender = asyncio.create_task(self._run(), name="gateway-producer")
+
+    def record(self, event: UsageEvent) -> bool:
+        """Buffer one event; False when it was dropped (buffer full or closing)."""
+        if self._closing:
+            self._drop()
+            return False
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self._drop()
+            return False
+        return True
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        GATEWAY_DROPPED.inc()
+
+    async def close(self, flush_seconds: float = 10.0) -> None:
+        """Flush buffered events (for up to `flush_seconds`), then stop."""
+        self._closing = True
+        if self._sender is not None:
+            try:
+                await asyncio.wait_for(self._drain_then_stop_sender(), flush_seconds)
+            except TimeoutError:
+                log.warning("gateway_producer_flush_timeout", left=self._queue.qsize())
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _drain_then_stop_sender(self) -> None:
+        await self._queue.join()
+        assert self._sender is not None
+        self._sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sender
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = asyncio.get_running_loop().time() + self._linger
+            while len(batch) < self._batch_size:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            try:
+                await self._send(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _send(self, batch: list[UsageEvent]) -> None:
+        assert self._producer is not None
+        try:
+            for env in encode_envelopes(batch):
+                # send() only appends to aiokafka's accumulator; the delivery is
+                # observed by a callback, never awaited on the request path.
+                delivery = await self._producer.send(
+                    self._topic, value=env.payload, key=env.pass_id.encode()
+                )
+                delivery.add_done_callback(_count_delivery(env.event_count))
+        except Exception as exc:  # noqa: BLE001 - a producer error must not kill the sender
+            GATEWAY_SEND_FAILED.inc(len(batch))
+            log.error("gateway_producer_send_failed", events=len(batch), error=repr(exc))
+
+
+def _count_delivery(events: int) -> Callable[[asyncio.Future[Any]], None]:
+    def done(delivery: asyncio.Future[Any]) -> None:
+        if delivery.cancelled() or delivery.exception() is not None:
+            GATEWAY_SEND_FAILED.inc(events)
+            log.error("gateway_producer_delivery_failed", events=events)
+        else:
+            GATEWAY_SENT.inc(events)
+
+    return done

@@ -1,0 +1,1 @@
+"""sentinel-usage: per-credential usage analytics for Sentinel Passes."""
