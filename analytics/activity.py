@@ -39,7 +39,9 @@ class ActivityLogQuery:
     """Pages of one pass's activity, newest first (ties broken by event_id).
 
     Blocking: call from a thread in async code. FINAL folds redelivered
-    duplicates that ClickHouse has not merged yet.
+    duplicates that ClickHouse has not merged yet. Note that ClickHouse orders
+    UUIDs by their second 64-bit half first, not as their text sorts; the
+    tie-break is deterministic and matches the table's sort key.
     """
 
     def __init__(self, client: Any) -> None:

@@ -19,10 +19,10 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, Connect
 QUERY_ERRORS: tuple[type[BaseException], ...] = (DatabaseError,)
 
 
-def connect(dsn: str, **settings: Any) -> Any:
+def connect(dsn: str, database: str | None = None, **settings: Any) -> Any:
     """A clickhouse-connect client for `dsn` (`http(s)://...` or `chdb:///path`)."""
     try:
-        return clickhouse_connect.get_client(dsn=dsn, settings=settings or None)
+        return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings or None)
     except UNAVAILABLE_ERRORS as exc:
         raise DependencyUnavailableError(
             f"ClickHouse unreachable at {_redact(dsn)}: {exc}"

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer
+
+
+def _utc_millis(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Every timestamp the API returns: UTC, millisecond precision, fixed width
+# (`2026-11-24T09:30:00.000Z`), so that text order is time order.
+UtcTimestamp = Annotated[datetime, PlainSerializer(_utc_millis, return_type=str)]
 
 
 class FieldError(BaseModel):
@@ -27,7 +36,7 @@ class IngestResponse(BaseModel):
 class ActivityRow(BaseModel):
     event_id: UUID
     activity_type: Literal["api_request", "token_generation", "error"]
-    started_at: datetime
+    started_at: UtcTimestamp
     endpoint: str
     http_method: str
     success: bool

@@ -7,7 +7,6 @@ errors name each bad field and say what is allowed.
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,7 +73,7 @@ class UsageEvent(BaseModel):
     http_method: HttpMethod
     status_code: int | None = Field(None, ge=100, le=599)
     success: bool
-    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS)
+    duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
     client_ip: str | None = None
     user_agent: Annotated[str, StringConstraints(max_length=MAX_USER_AGENT_CHARS)] | None = None
     error_message: Annotated[str, StringConstraints(max_length=MAX_ERROR_MESSAGE_CHARS)] | None = (
@@ -116,13 +115,6 @@ class UsageEvent(BaseModel):
     @classmethod
     def _normalise_endpoint(cls, value: str) -> str:
         return normalise_endpoint(value)
-
-    @field_validator("duration_ms")
-    @classmethod
-    def _finite_duration(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
     @field_validator("client_ip")
     @classmethod

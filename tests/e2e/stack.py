@@ -1,0 +1,107 @@
+"""Starting and stopping a real `sentinel-usage up` for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from sentinel_usage.api.auth import issue_token
+from sentinel_usage.cli.tansu import free_port
+
+STOP_BUDGET_SECONDS = 10.0
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    kafka_bootstrap: str
+    data_dir: Path
+    log_path: Path
+
+    def token(self, projects: list[str], scopes: list[str]) -> str:
+        secret = (self.data_dir / "jwt_secret").read_text().strip()
+        return issue_token(secret, projects, scopes)
+
+    def client(
+        self, projects: list[str] | None = None, scopes: list[str] | None = None
+    ) -> httpx.Client:
+        headers = {}
+        if projects is not None:
+            token = self.token(projects, scopes or ["usage:read", "usage:export", "events:write"])
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(f"{self.base_url}/metrics", timeout=10).text
+        match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    def stop(self, sig: int = signal.SIGTERM) -> float:
+        """Stop the stack; return the seconds it took. Fails if anything outlives it."""
+        started = time.monotonic()
+        pgid = os.getpgid(self.process.pid)
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(STOP_BUDGET_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            raise AssertionError(f"`up` did not stop within {STOP_BUDGET_SECONDS} s") from None
+        took = time.monotonic() - started
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return took
+            time.sleep(0.05)
+        leftovers = subprocess.run(
+            ["ps", "-o", "pid,args", "-g", str(pgid)], capture_output=True, text=True, check=False
+        ).stdout
+        os.killpg(pgid, signal.SIGKILL)
+        raise AssertionError(f"processes outlived `up`:\n{leftovers}")
+
+
+def start_stack(data_dir: Path, **env: str) -> Stack:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = data_dir / f"up-{port}.log"
+    environment = {
+        **os.environ,
+        "SENTINEL_DATA_DIR": str(data_dir),
+        "SENTINEL_API_PORT": str(port),
+        "SENTINEL_SINK_BATCH_SECONDS": "0.05",
+        **env,
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sentinel_usage.cli.main", "up"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"`up` exited with {process.returncode}:\n{log_path.read_text()}")
+        text = log_path.read_text(errors="replace")
+        kafka = re.search(r"^\s+Kafka\s+(\S+)$", text, re.MULTILINE)
+        if kafka:
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
+                    return Stack(process, base_url, kafka.group(1), data_dir, log_path)
+            except httpx.TransportError:
+                pass
+        time.sleep(0.2)
+    os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+    raise AssertionError(f"`up` not ready within 60 s:\n{log_path.read_text()}")

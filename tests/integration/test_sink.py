@@ -1,0 +1,94 @@
+"""ActivitySink with the real ClickHouse engine and the real broker's dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from sentinel_usage.analytics.activity import ActivityLogQuery
+from sentinel_usage.analytics.scope import ProjectScope
+from sentinel_usage.analytics.writer import ActivityLogWriter
+from sentinel_usage.core.errors import DependencyUnavailableError
+from sentinel_usage.core.events import EventValidator, UsageEvent
+from sentinel_usage.core.wire import encode_envelopes
+from sentinel_usage.ingest.admin import ensure_topics
+from sentinel_usage.stream.decode import DeadLetter, SourceRecord
+from sentinel_usage.stream.sink import ActivitySink, RetryPolicy
+from tests.factories import raw_event
+
+VALIDATOR = EventValidator()
+
+
+class UnavailableTwice(ActivityLogWriter):
+    """The real writer, after ClickHouse was unreachable for two attempts."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.failures = 0
+
+    def write(self, events: Any) -> int:
+        if self.failures < 2:
+            self.failures += 1
+            raise DependencyUnavailableError("connection refused")
+        return super().write(events)
+
+
+async def test_valid_rows_are_written_and_bad_ones_dead_lettered_with_their_source(
+    clickhouse: Any, kafka_bootstrap: str
+) -> None:
+    dlq_topic = f"dlq-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+
+    async def send_dead_letter(dead: DeadLetter) -> None:
+        await producer.send_and_wait(dlq_topic, dead.to_json(), key=dead.source.key)
+
+    pass_id = f"SP-{uuid.uuid4().hex[:8]}"
+    events: list[UsageEvent] = [VALIDATOR.validate(raw_event(pass_id=pass_id)) for _ in range(20)]
+    (envelope,) = encode_envelopes(events)
+    records = [
+        SourceRecord("sentinel.usage.events", 3, 100, pass_id.encode(), envelope.payload),
+        SourceRecord("sentinel.usage.events", 3, 101, pass_id.encode(), b"garbage"),
+        SourceRecord(
+            "sentinel.usage.events",
+            3,
+            102,
+            pass_id.encode(),
+            orjson.dumps(raw_event(pass_id=pass_id, client_ip="nope")),
+        ),
+    ]
+    writer = UnavailableTwice(clickhouse)
+    sink = ActivitySink(writer, send_dead_letter, VALIDATOR, RetryPolicy(first_delay=0.01))
+    try:
+        written = await sink.process(records)
+    finally:
+        await producer.stop()
+
+    assert written == 20
+    assert writer.failures == 2  # retried, never dead-lettered for an outage
+    page = ActivityLogQuery(clickhouse).page(ProjectScope("proj-a"), pass_id, 1, 100)
+    assert {row["event_id"] for row in page.items} == {e.event_id for e in events}
+
+    consumer = AIOKafkaConsumer(
+        dlq_topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        letters = []
+        async with asyncio.timeout(20):
+            while len(letters) < 2:
+                batch = await consumer.getmany(timeout_ms=500)
+                letters += [orjson.loads(m.value) for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
+    assert [(d["source_partition"], d["source_offset"]) for d in letters] == [(3, 101), (3, 102)]
+    assert letters[0]["reason"].startswith("not valid JSON")
+    assert letters[0]["payload"] == "garbage"
+    assert letters[1]["errors"] == [
+        {"field": "client_ip", "message": "is not a valid IPv4 or IPv6 address"}
+    ]
