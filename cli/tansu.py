@@ -4,7 +4,9 @@
 Tansu keeps everything in memory (that build has no other storage). It is tied
 to its parent with PR_SET_PDEATHSIG, so no broker outlives `up` or a test run
 even when the parent is killed; `stop()` sends SIGTERM, waits, then SIGKILLs
-(a broker that served clients for a while may ignore SIGTERM for seconds).
+(a broker that served clients for a while may ignore SIGTERM for seconds). It
+runs in a process group of its own so that a terminal's Ctrl-C reaches only
+its parent, which stops it after the worker.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class TansuBroker:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            # Its own process group: a terminal's Ctrl-C goes to `up`, which stops
+            # the worker first and the broker last (a broker gone first makes the
+            # worker's shutdown hang in aiokafka).
+            process_group=0,
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
         deadline = time.monotonic() + timeout

@@ -45,29 +45,51 @@ class Stack:
         match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
         return float(match.group(1)) if match else 0.0
 
-    def stop(self, sig: int = signal.SIGTERM) -> float:
-        """Stop the stack; return the seconds it took. Fails if anything outlives it."""
+    def children(self) -> dict[int, str]:
+        out = subprocess.run(
+            ["ps", "-o", "pid=,args=", "--ppid", str(self.process.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        return {int(line.split(None, 1)[0]): line.split(None, 1)[1] for line in out.splitlines()}
+
+    def stop(self, sig: int = signal.SIGTERM, whole_group: bool = False) -> float:
+        """Stop the stack; return the seconds it took. Fails if anything outlives it.
+
+        `whole_group` sends the signal to the process group, as a terminal's Ctrl-C does.
+        """
         started = time.monotonic()
         pgid = os.getpgid(self.process.pid)
-        self.process.send_signal(sig)
+        children = list(self.children())
+        if whole_group:
+            os.killpg(pgid, sig)
+        else:
+            self.process.send_signal(sig)
         try:
             self.process.wait(STOP_BUDGET_SECONDS)
         except subprocess.TimeoutExpired:
             os.killpg(pgid, signal.SIGKILL)
             raise AssertionError(f"`up` did not stop within {STOP_BUDGET_SECONDS} s") from None
         took = time.monotonic() - started
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return took
-            time.sleep(0.05)
-        leftovers = subprocess.run(
-            ["ps", "-o", "pid,args", "-g", str(pgid)], capture_output=True, text=True, check=False
-        ).stdout
-        os.killpg(pgid, signal.SIGKILL)
-        raise AssertionError(f"processes outlived `up`:\n{leftovers}")
+        survivors = [pid for pid in children if not gone(pid, within=3)]
+        if survivors:
+            for pid in survivors:
+                os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"processes outlived `up`: {survivors}")
+        return took
+
+
+def gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def start_stack(data_dir: Path, **env: str) -> Stack:
