@@ -96,18 +96,23 @@ def rollback(client: Any, ctx: MigrationContext, to: int) -> list[str]:
     return undone
 
 
+# Tables whose rows expire with the retention, and their time column.
+RETAINED_TABLES = {"activity_log": "started_at", "usage_rollups": "window_start"}
+
+
 def _align_retention(client: Any, ctx: MigrationContext) -> None:
-    """The TTL follows SENTINEL_RETENTION_DAYS even after the table was created."""
+    """The TTLs follow SENTINEL_RETENTION_DAYS even after the tables were created."""
     rows = client.query(
-        "SELECT engine_full FROM system.tables "
-        "WHERE database = currentDatabase() AND name = 'activity_log'"
+        "SELECT name, engine_full FROM system.tables "
+        "WHERE database = currentDatabase() AND name IN {names:Array(String)}",
+        parameters={"names": list(RETAINED_TABLES)},
     ).result_rows
-    if not rows:
-        return
     wanted = f"toIntervalDay({ctx.retention_days})"
-    if wanted not in rows[0][0]:
-        client.command(
-            "ALTER TABLE activity_log MODIFY TTL "
-            f"toDateTime(started_at) + INTERVAL {int(ctx.retention_days)} DAY"
-        )
-        log.info("retention_changed", days=ctx.retention_days)
+    for table, engine_full in rows:
+        if wanted not in engine_full:
+            column = RETAINED_TABLES[table]
+            client.command(
+                f"ALTER TABLE {table} MODIFY TTL "
+                f"toDateTime({column}) + INTERVAL {int(ctx.retention_days)} DAY"
+            )
+            log.info("retention_changed", table=table, days=ctx.retention_days)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
 
 from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
 from sentinel_usage.core.errors import DependencyUnavailableError
-from sentinel_usage.core.events import UsageEvent
+from sentinel_usage.core.events import UsageEvent, event_time
 
 COLUMNS: Final = (
     "project_id",
@@ -28,6 +30,14 @@ COLUMNS: Final = (
     "error_message",
     "metadata",
 )
+
+
+EventIdentity = tuple[str, str, datetime, uuid.UUID]
+
+
+def identity(event: UsageEvent) -> EventIdentity:
+    """What makes two events the same one: the table's deduplication key."""
+    return (event.project_id, event.pass_id, event.started_at, event.event_id)
 
 
 class ActivityLogWriter:
@@ -67,3 +77,20 @@ class ActivityLogWriter:
         except UNAVAILABLE_ERRORS as exc:
             raise DependencyUnavailableError(f"ClickHouse insert failed: {exc}") from exc
         return len(events)
+
+    def existing(self, events: Sequence[UsageEvent]) -> set[EventIdentity]:
+        """The identities among `events` that the log already holds (a resent event,
+        or a record redelivered after its rows were inserted)."""
+        if not events:
+            return set()
+        keys = list({identity(e) for e in events})
+        try:
+            rows = self._client.query(
+                "SELECT project_id, pass_id, started_at, event_id FROM activity_log "
+                "WHERE (project_id, pass_id, started_at, event_id) IN "
+                "{keys:Array(Tuple(String, String, DateTime64(3, 'UTC'), UUID))}",
+                parameters={"keys": keys},
+            ).result_rows
+        except UNAVAILABLE_ERRORS as exc:
+            raise DependencyUnavailableError(f"ClickHouse lookup failed: {exc}") from exc
+        return {(p, s, event_time(t), u) for p, s, t, u in rows}

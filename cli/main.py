@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from sentinel_usage.analytics.clickhouse import connect
 from sentinel_usage.analytics.migrate import migrate
 from sentinel_usage.analytics.migrations.context import MigrationContext
-from sentinel_usage.analytics.writer import ActivityLogWriter
 from sentinel_usage.api.auth import SCOPES, issue_token
 from sentinel_usage.core.errors import ConfigurationError, DependencyUnavailableError
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
@@ -99,9 +98,7 @@ def _worker(settings: Settings, with_api: bool = False) -> int:
         raise ConfigurationError("`worker` needs KAFKA_BOOTSTRAP_SERVERS (or use `up`)")
     _prepare(settings)
     validator = EventValidator(ValidationPolicy.from_settings(settings))
-    app = create_stream_app(
-        settings, ActivityLogWriter(connect(settings.clickhouse_dsn)), validator
-    )
+    app = create_stream_app(settings, connect(settings.clickhouse_dsn), validator)
     if with_api:
         from sentinel_usage.api.app import create_app
         from sentinel_usage.api.services import build_services

@@ -101,6 +101,9 @@ class UsageEvent(BaseModel):
     @classmethod
     def _started_at_in_range(cls, value: datetime, info: ValidationInfo) -> datetime:
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        # Millisecond precision, as stored (DateTime64(3)): an event's identity
+        # (project, pass, started_at, event_id) must compare equal everywhere.
+        value = value.replace(microsecond=value.microsecond // 1000 * 1000)
         policy: ValidationPolicy = (info.context or {}).get("policy", DEFAULT_POLICY)
         now = policy.clock.now()
         if value > now + policy.max_future_skew:

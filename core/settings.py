@@ -7,10 +7,11 @@ import secrets
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentinel_usage.core.errors import ConfigurationError
+from sentinel_usage.core.windows import validate_window_size
 
 MIN_HS256_SECRET_BYTES = 32
 LOCAL_SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
@@ -57,8 +58,16 @@ class Settings(BaseSettings):
     broker_session_timeout_seconds: float = Field(6.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(1.0, gt=0)
 
+    window_seconds: int = Field(60, description="tumbling window size; must divide 900")
+    window_resident_minutes: int = Field(15, ge=1, description="windows kept in worker memory")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _window_tiles_every_zone(cls, value: int) -> int:
+        return validate_window_size(value)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

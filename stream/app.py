@@ -1,30 +1,59 @@
-"""The Faust application: topics, the activity-sink agent, and how a worker runs it."""
+"""The Faust application: topics, the windows table, the sink agent, and how a worker runs it."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import faust
 import structlog
 
+from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.writer import ActivityLogWriter
 from sentinel_usage.core import topics
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
-from sentinel_usage.stream.sink import ActivitySink
+from sentinel_usage.stream.sink import UsageSink
+from sentinel_usage.stream.windows import UsageWindows, WindowPolicy
 
 log = structlog.get_logger(__name__)
 
 APP_ID = "sentinel-usage"  # also the Kafka consumer group
 
 
-def create_stream_app(
-    settings: Settings, writer: ActivityLogWriter, validator: EventValidator
-) -> faust.App:
+class TableWindowStore:
+    """A Faust table as the windows' store.
+
+    Writes go to the table's local data and to its changelog *at the partition
+    of the pass's source record*: Faust would take the partition of the
+    stream's current event, and a batch mixes partitions. Recovery after a
+    restart or rebalance rebuilds the data from the changelog.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._table.data.get(key)
+        return bytes(value) if value is not None else None
+
+    def put(self, key: bytes, value: bytes, partition: int) -> None:
+        self._table.data[key] = value
+        self._table.send_changelog(partition, key, value)
+
+    def delete(self, key: bytes, partition: int) -> None:
+        self._table.data.pop(key, None)
+        self._table.send_changelog(partition, key, None, value_serializer="raw")
+
+    def values(self) -> Iterable[bytes]:
+        return [bytes(v) for v in self._table.data.values()]
+
+
+def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValidator) -> faust.App:
     if settings.kafka_bootstrap_servers is None:
         raise ValueError("the stream worker needs KAFKA_BOOTSTRAP_SERVERS")
     app = faust.App(
@@ -59,7 +88,32 @@ def create_stream_app(
             headers=None,
         )
 
-    sink = ActivitySink(writer, send_dead_letter, validator)
+    windows_table = app.Table(
+        "usage-windows",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,  # the app's serializers are "raw": the bytes are ours
+        partitions=settings.events_topic_partitions,
+    )
+    windows = UsageWindows(
+        TableWindowStore(windows_table),
+        WindowPolicy(
+            size=timedelta(seconds=settings.window_seconds),
+            resident=timedelta(minutes=settings.window_resident_minutes),
+        ),
+    )
+
+    async def flush_changelog() -> None:
+        await app.producer.flush()
+
+    sink = UsageSink(
+        ActivityLogWriter(clickhouse),
+        RollupStore(clickhouse),
+        windows,
+        send_dead_letter,
+        flush_changelog,
+        validator,
+    )
 
     @app.agent(events_topic, name="activity-sink")
     async def activity_sink(stream: Any) -> None:

@@ -53,6 +53,7 @@ class DeadLetter:
 @dataclass
 class DecodedBatch:
     events: list[UsageEvent] = field(default_factory=list)
+    sources: list[SourceRecord] = field(default_factory=list)  # the record of each event
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -70,6 +71,7 @@ def decode_records(records: list[SourceRecord], validator: EventValidator) -> De
         for index, raw in enumerate(message.events):
             try:
                 batch.events.append(validator.validate(raw))
+                batch.sources.append(record)
             except InvalidEventError as exc:
                 batch.dead_letters.append(
                     DeadLetter(

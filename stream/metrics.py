@@ -14,3 +14,8 @@ SINK_BATCH_SECONDS = Histogram(
 SINK_RETRIES = Counter(
     "sentinel_sink_retries", "ClickHouse inserts retried because ClickHouse was unavailable."
 )
+DUPLICATES_DROPPED = Counter(
+    "sentinel_sink_duplicates_dropped",
+    "Events dropped because the activity log already held them (resent or redelivered).",
+)
+WINDOWS_WRITTEN = Counter("sentinel_sink_windows_written", "Window rollup rows written.")

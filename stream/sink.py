@@ -1,10 +1,21 @@
-"""ActivitySink: one batch of Kafka records in, rows in ClickHouse and dead letters out.
+"""UsageSink: one batch of Kafka records in; raw rows, window rollups and dead letters out.
 
-Contract: `process()` returns only when every valid event of the batch is in
-ClickHouse and every invalid one is acknowledged by the dead-letter topic; the
-caller acks (and so lets Faust commit) the batch's offsets only after that.
-While ClickHouse is unavailable it retries with back-off and blocks the
-stream (back-pressure); it never dead-letters for that reason.
+Contract: `process()` returns only when every new event of the batch is in the
+activity log, every window it changed is in the rollups, and every invalid
+record is acknowledged by the dead-letter topic; the caller acks (and so lets
+Faust commit) the batch's offsets only after that. While ClickHouse is
+unavailable it retries with back-off and blocks the stream (back-pressure); it
+never dead-letters for that reason.
+
+Order, and why it is exact under redelivery and resends:
+1. decode; drop events the activity log already holds (resent, or redelivered
+   after their insert) and repeats within the batch;
+2. apply the rest to their windows (a record at or below a window's offset
+   watermark was applied before and is skipped), then flush the window
+   changelog, so the windows are durable before the rows exist;
+3. insert the new rows, then write the changed windows to the rollups.
+A crash before 3 replays the batch: step 1 lets the events through, step 2
+skips them. A crash after the insert replays it too: step 1 drops them.
 """
 
 from __future__ import annotations
@@ -13,23 +24,32 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
-from sentinel_usage.analytics.writer import ActivityLogWriter
+from sentinel_usage.analytics.rollups import RollupStore
+from sentinel_usage.analytics.writer import ActivityLogWriter, identity
+from sentinel_usage.core.aggregate import WindowState
+from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import DependencyUnavailableError
 from sentinel_usage.core.events import EventValidator, UsageEvent
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord, decode_records
 from sentinel_usage.stream.metrics import (
     DEAD_LETTERS,
+    DUPLICATES_DROPPED,
     EVENTS_WRITTEN,
     SINK_BATCH_SECONDS,
     SINK_RETRIES,
+    WINDOWS_WRITTEN,
 )
+from sentinel_usage.stream.windows import UsageWindows
 
 log = structlog.get_logger(__name__)
 
 SendDeadLetter = Callable[[DeadLetter], Awaitable[None]]
+FlushChangelog = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,48 +61,109 @@ class RetryPolicy:
         return float(min(self.max_delay, self.first_delay * 2**attempt))
 
 
-class ActivitySink:
+@dataclass(frozen=True)
+class SinkPolicy:
+    retry: RetryPolicy = RetryPolicy()
+    evict_every_seconds: float = 30.0
+
+
+class UsageSink:
     def __init__(
         self,
         writer: ActivityLogWriter,
+        rollups: RollupStore,
+        windows: UsageWindows,
         send_dead_letter: SendDeadLetter,
+        flush_changelog: FlushChangelog,
         validator: EventValidator,
-        retry: RetryPolicy = RetryPolicy(),
+        policy: SinkPolicy = SinkPolicy(),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._writer = writer
+        self._rollups = rollups
+        self._windows = windows
         self._send_dead_letter = send_dead_letter
+        self._flush_changelog = flush_changelog
         self._validator = validator
-        self._retry = retry
+        self._policy = policy
+        self._clock = clock
+        self._started = False
+        self._last_eviction = 0.0
 
     async def process(self, records: Sequence[SourceRecord]) -> int:
-        """Write the batch; return the number of events written."""
+        """Handle one batch; return the number of new events written."""
         started = time.perf_counter()
+        if not self._started:
+            # Windows recovered from the changelog may not have reached the
+            # rollups before a crash: write them all once.
+            await self._retry(self._rollups.write, self._windows.resident())
+            self._started = True
         decoded = decode_records(list(records), self._validator)
-        await self._write(decoded.events)
-        for dead in decoded.dead_letters:
-            await self._send_dead_letter(dead)
-            DEAD_LETTERS.labels(reason=dead.reason).inc()
-            log.warning(
-                "dead_lettered",
-                reason=dead.reason,
-                partition=dead.source.partition,
-                offset=dead.source.offset,
-                index=dead.index,
-                errors=dead.errors,
-            )
-        EVENTS_WRITTEN.inc(len(decoded.events))
-        SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
-        return len(decoded.events)
+        fresh = await self._fresh(list(zip(decoded.events, decoded.sources, strict=True)))
 
-    async def _write(self, events: list[UsageEvent]) -> None:
+        keys = self._windows.keys_of([event for event, _ in fresh])
+        loaded = await self._retry(self._rollups.load, self._windows.missing(keys))
+        changed = self._windows.apply(fresh, loaded)
+        await self._flush_changelog()
+
+        await self._retry(self._writer.write, [event for event, _ in fresh])
+        await self._retry(self._rollups.write, changed)
+        for dead in decoded.dead_letters:
+            await self._dead_letter(dead)
+        await self._maybe_evict()
+
+        EVENTS_WRITTEN.inc(len(fresh))
+        WINDOWS_WRITTEN.inc(len(changed))
+        SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return len(fresh)
+
+    async def _fresh(
+        self, items: list[tuple[UsageEvent, SourceRecord]]
+    ) -> list[tuple[UsageEvent, SourceRecord]]:
+        stored = await self._retry(self._writer.existing, [event for event, _ in items])
+        fresh = []
+        seen = set(stored)
+        for event, source in items:
+            key = identity(event)
+            if key in seen:
+                continue
+            seen.add(key)
+            fresh.append((event, source))
+        DUPLICATES_DROPPED.inc(len(items) - len(fresh))
+        return fresh
+
+    async def _dead_letter(self, dead: DeadLetter) -> None:
+        await self._send_dead_letter(dead)
+        DEAD_LETTERS.labels(reason=dead.reason).inc()
+        log.warning(
+            "dead_lettered",
+            reason=dead.reason,
+            partition=dead.source.partition,
+            offset=dead.source.offset,
+            index=dead.index,
+            errors=dead.errors,
+        )
+
+    async def _maybe_evict(self) -> None:
+        now = time.monotonic()
+        if now - self._last_eviction < self._policy.evict_every_seconds:
+            return
+        self._last_eviction = now
+        old: list[WindowState] = self._windows.evictable(self._clock.now())
+        if old:
+            await self._retry(self._rollups.write, old)
+            self._windows.evict(old)
+            await self._flush_changelog()
+            log.info("windows_evicted", count=len(old))
+
+    async def _retry(self, call: Callable[..., T], *args: object) -> T:
         attempt = 0
         while True:
             try:
-                await asyncio.to_thread(self._writer.write, events)
-                return
+                return await asyncio.to_thread(call, *args)
             except DependencyUnavailableError as exc:
-                delay = self._retry.delay(attempt)
+                delay = self._policy.retry.delay(attempt)
                 SINK_RETRIES.inc()
-                log.warning("sink_insert_retry", attempt=attempt, delay=delay, error=str(exc))
+                log.warning("clickhouse_retry", attempt=attempt, delay=delay, error=str(exc))
                 await asyncio.sleep(delay)
                 attempt += 1

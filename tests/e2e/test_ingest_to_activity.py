@@ -62,12 +62,12 @@ def test_thousand_events_are_visible_within_five_seconds_and_once_after_a_resend
         assert response.json() == {"accepted": 1000, "rejected": []}
         wait_for_total(stack, pass_id, 1000, within=5 - (time.monotonic() - started))
         delay = time.monotonic() - started
-        written_before = stack.metric("sentinel_sink_events_written_total")
+        dropped_before = stack.metric("sentinel_sink_duplicates_dropped_total")
 
         again = http.post("/v1/events", json=events)
         assert again.json() == {"accepted": 1000, "rejected": []}
         deadline = time.monotonic() + 10
-        while stack.metric("sentinel_sink_events_written_total") < written_before + 1000:
+        while stack.metric("sentinel_sink_duplicates_dropped_total") < dropped_before + 1000:
             assert time.monotonic() < deadline, "the resent batch was not processed"
             time.sleep(0.1)
         page = http.get(

@@ -1,4 +1,4 @@
-"""ActivitySink with the real ClickHouse engine and the real broker's dead-letter topic."""
+"""UsageSink with the real ClickHouse engine and the real broker's dead-letter topic."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from sentinel_usage.core.events import EventValidator, UsageEvent
 from sentinel_usage.core.wire import encode_envelopes
 from sentinel_usage.ingest.admin import ensure_topics
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
-from sentinel_usage.stream.sink import ActivitySink, RetryPolicy
+from sentinel_usage.analytics.rollups import RollupStore
+from sentinel_usage.stream.sink import RetryPolicy, SinkPolicy, UsageSink
+from sentinel_usage.stream.windows import InMemoryWindowStore, UsageWindows
 from tests.factories import raw_event
 
 VALIDATOR = EventValidator()
@@ -63,7 +65,18 @@ async def test_valid_rows_are_written_and_bad_ones_dead_lettered_with_their_sour
         ),
     ]
     writer = UnavailableTwice(clickhouse)
-    sink = ActivitySink(writer, send_dead_letter, VALIDATOR, RetryPolicy(first_delay=0.01))
+    async def no_changelog() -> None:
+        pass
+
+    sink = UsageSink(
+        writer,
+        RollupStore(clickhouse),
+        UsageWindows(InMemoryWindowStore()),
+        send_dead_letter,
+        no_changelog,
+        VALIDATOR,
+        SinkPolicy(retry=RetryPolicy(first_delay=0.01)),
+    )
     try:
         written = await sink.process(records)
     finally:

@@ -1,0 +1,87 @@
+"""LatencySketch: a mergeable quantile sketch with a relative-error guarantee.
+
+DDSketch-style logarithmic buckets (the bucket mapping is ddsketch's
+`LogarithmicMapping`): a value v lands in bucket ceil(log_gamma(v)), and every
+value of a bucket is within `RELATIVE_ACCURACY` of the bucket's representative
+value. Merging adds bucket counts, so merging is exact, associative and
+commutative: any range is the merge of its minute windows, never an average of
+percentiles.
+
+Quantile definition: the value at rank floor(q * (n - 1)) of the sorted values
+("lower" interpolation), the rank ddsketch itself uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from ddsketch.mapping import LogarithmicMapping
+
+# Half of the 1% the product promises, so that rank conventions and float
+# rounding never push an answer over it.
+RELATIVE_ACCURACY: Final = 0.005
+MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
+# Durations below a microsecond are counted as zero.
+MIN_INDEXABLE_MS: Final = 1e-3
+
+
+class LatencySketch:
+    __slots__ = ("bins", "zero_count")
+
+    def __init__(self, bins: Mapping[int, int] | None = None, zero_count: int = 0) -> None:
+        self.bins: dict[int, int] = dict(bins or {})
+        self.zero_count = zero_count
+
+    @property
+    def count(self) -> int:
+        return self.zero_count + sum(self.bins.values())
+
+    def add(self, value_ms: float, count: int = 1) -> None:
+        if value_ms < MIN_INDEXABLE_MS:
+            self.zero_count += count
+            return
+        key = MAPPING.key(value_ms)
+        self.bins[key] = self.bins.get(key, 0) + count
+
+    def merge(self, other: LatencySketch) -> LatencySketch:
+        """A new sketch holding both (neither operand changes)."""
+        merged = LatencySketch(self.bins, self.zero_count + other.zero_count)
+        for key, count in other.bins.items():
+            merged.bins[key] = merged.bins.get(key, 0) + count
+        return merged
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile (0 <= q <= 1), or None when the sketch is empty."""
+        if not 0 <= q <= 1:
+            raise ValueError(f"quantile must be in [0, 1], got {q}")
+        total = self.count
+        if total == 0:
+            return None
+        rank = q * (total - 1)
+        if rank < self.zero_count:
+            return 0.0
+        running = self.zero_count
+        for key in sorted(self.bins):
+            running += self.bins[key]
+            if running > rank:
+                return float(MAPPING.value(key))
+        return float(MAPPING.value(max(self.bins)))  # pragma: no cover - float rounding only
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> LatencySketch:
+        sketch = cls()
+        for value in values:
+            sketch.add(value)
+        return sketch
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, LatencySketch)
+            and self.zero_count == other.zero_count
+            and {k: v for k, v in self.bins.items() if v}
+            == {k: v for k, v in other.bins.items() if v}
+        )
+
+    def __repr__(self) -> str:
+        return f"LatencySketch(count={self.count}, buckets={len(self.bins)})"
