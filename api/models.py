@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 
 def _utc_millis(value: datetime) -> str:
@@ -62,3 +62,66 @@ class ErrorResponse(BaseModel):
 class ReadinessResponse(BaseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, str]
+
+
+class UsageBucket(BaseModel):
+    bucket_start: UtcTimestamp
+    bucket_end: UtcTimestamp
+    partial: bool = Field(description="The bucket has not ended yet.")
+    total_requests: int
+    success_count: int
+    error_count: int
+    success_rate: float | None = Field(description="success_count / total_requests; null if 0.")
+    avg_latency_ms: float | None
+    p95_latency_ms: float | None
+
+
+class UsageMetrics(BaseModel):
+    total_requests: int
+    success_count: int
+    error_count: int
+    success_rate: float | None
+    error_rate: float | None
+    error_rate_warning: bool = Field(description="error_rate > 0.05")
+    avg_latency_ms: float | None
+    avg_latency_level: Literal["green", "yellow", "red"] | None = Field(
+        description="green < 200 ms, yellow 200-500 ms, red > 500 ms"
+    )
+    p95_latency_ms: float | None
+    unique_endpoints: int
+    token_generations: int
+    token_failures: int
+
+
+class UsageResponse(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    pass_id: str
+    range: Literal["24h", "7d", "30d"]
+    tz: str
+    granularity: Literal["hour", "day"]
+    from_: UtcTimestamp = Field(alias="from", serialization_alias="from")
+    to: UtcTimestamp
+    timeline: list[UsageBucket]
+    metrics: UsageMetrics
+    last_updated: UtcTimestamp
+
+
+class PassOverviewResponse(BaseModel):
+    pass_id: str
+    total_requests: int
+    success_rate: float | None
+    avg_latency_ms: float | None
+    last_used_at: UtcTimestamp | None
+
+
+class PassListItem(BaseModel):
+    pass_id: str
+    last_used_at: UtcTimestamp | None
+    total_requests_24h: int
+    error_rate_24h: float | None
+
+
+class PassListResponse(BaseModel):
+    project_id: str
+    items: list[PassListItem]

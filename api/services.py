@@ -9,7 +9,9 @@ from typing import Any
 from sentinel_usage.analytics.activity import ActivityLogQuery
 from sentinel_usage.analytics.clickhouse import connect
 from sentinel_usage.analytics.migrate import pending
+from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.auth import TokenVerifier
+from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import ConfigurationError
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
 from sentinel_usage.core.settings import Settings
@@ -23,7 +25,9 @@ class ApiServices:
     validator: EventValidator
     publisher: EventPublisher
     activity: ActivityLogQuery
+    usage: UsageQuery
     clickhouse: Any
+    clock: Clock = SYSTEM_CLOCK
 
     async def start(self) -> None:
         await self.publisher.start()
@@ -73,5 +77,6 @@ def build_services(settings: Settings) -> ApiServices:
         validator=EventValidator(policy),
         publisher=EventPublisher(settings.kafka_bootstrap_servers),
         activity=ActivityLogQuery(clickhouse),
+        usage=UsageQuery(clickhouse),
         clickhouse=clickhouse,
     )

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
 
     window_seconds: int = Field(60, description="tumbling window size; must divide 900")
     window_resident_minutes: int = Field(15, ge=1, description="windows kept in worker memory")
+    window_evict_every_seconds: float = Field(30.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

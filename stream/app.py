@@ -17,7 +17,7 @@ from sentinel_usage.core import topics
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
-from sentinel_usage.stream.sink import UsageSink
+from sentinel_usage.stream.sink import SinkPolicy, UsageSink
 from sentinel_usage.stream.windows import UsageWindows, WindowPolicy
 
 log = structlog.get_logger(__name__)
@@ -113,6 +113,7 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         send_dead_letter,
         flush_changelog,
         validator,
+        SinkPolicy(evict_every_seconds=settings.window_evict_every_seconds),
     )
 
     @app.agent(events_topic, name="activity-sink")

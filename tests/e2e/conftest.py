@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sentinel_usage.cli.tansu import TansuBroker
 from tests.e2e.stack import Stack, start_stack
 
 
@@ -11,6 +12,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[str]:
+    """A broker of the module's own, so that no other stack shares the consumer group."""
+    with TansuBroker() as broker:
+        yield broker.bootstrap_servers
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -12,9 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sentinel_usage.api.auth import issue_token
 from sentinel_usage.cli.tansu import free_port
+from sentinel_usage.core import topics
+from sentinel_usage.stream.app import APP_ID
 
 STOP_BUDGET_SECONDS = 10.0
 
@@ -90,6 +94,42 @@ def gone(pid: int, within: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+async def committed_and_end_offsets(bootstrap: str) -> tuple[dict[int, int], dict[int, int]]:
+    """(committed offsets, end offsets) of the events topic for the worker's group."""
+    # aiokafka's admin OffsetFetch cannot decode Tansu's answer; a consumer of the
+    # group that never subscribes reads the committed offsets without joining.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=APP_ID, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topics.EVENTS) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topics.EVENTS) or set()
+        tps = [TopicPartition(topics.EVENTS, p) for p in partitions]
+        ends = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+        done = {}
+        for tp in tps:
+            offset = await consumer.committed(tp)
+            if offset is not None and offset >= 0:
+                done[tp.partition] = offset
+        return done, ends
+    finally:
+        await consumer.stop()
+
+
+def wait_until_caught_up(bootstrap: str, within: float = 60) -> None:
+    """Until the worker's group has committed every record of the events topic."""
+    deadline = time.monotonic() + within
+    while True:
+        committed, ends = asyncio.run(committed_and_end_offsets(bootstrap))
+        if all(committed.get(p, 0) >= end for p, end in ends.items()):
+            return
+        assert time.monotonic() < deadline, f"not caught up: {committed} vs {ends}"
+        time.sleep(0.3)
 
 
 def start_stack(data_dir: Path, **env: str) -> Stack:

@@ -12,52 +12,13 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from sentinel_usage.cli.tansu import TansuBroker
-from sentinel_usage.core import topics
-from sentinel_usage.stream.app import APP_ID
-from tests.e2e.stack import start_stack
+from tests.e2e.stack import committed_and_end_offsets, start_stack, wait_until_caught_up
 from tests.factories import raw_event
 
 PROJECT = "proj-crash"
-
-
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[str]:
-    """A broker of this module's own, so that no other stack shares its consumer group."""
-    with TansuBroker() as broker:
-        yield broker.bootstrap_servers
-
-
-async def lag(bootstrap: str) -> tuple[dict[int, int], dict[int, int]]:
-    """(committed offsets, end offsets) of the events topic for the worker's group."""
-    # aiokafka's admin OffsetFetch cannot decode Tansu's answer; a consumer of the
-    # group that never subscribes reads the committed offsets without joining.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=APP_ID, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topics.EVENTS) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topics.EVENTS) or set()
-        tps = [TopicPartition(topics.EVENTS, p) for p in partitions]
-        ends = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
-        done = {}
-        for tp in tps:
-            offset = await consumer.committed(tp)
-            if offset is not None and offset >= 0:
-                done[tp.partition] = offset
-        return done, ends
-    finally:
-        await consumer.stop()
 
 
 def test_events_appear_exactly_once_after_a_kill_between_insert_and_commit(
@@ -87,7 +48,7 @@ def test_events_appear_exactly_once_after_a_kill_between_insert_and_commit(
                     break
                 assert time.monotonic() < deadline, page.text
                 time.sleep(0.05)
-        committed, ends = asyncio.run(lag(own_broker))
+        committed, ends = asyncio.run(committed_and_end_offsets(own_broker))
         assert sum(ends.values()) > 0
         assert all(committed.get(p, 0) < end for p, end in ends.items() if end > 0), (
             "offsets were committed before the kill; the test would prove nothing"
@@ -97,13 +58,7 @@ def test_events_appear_exactly_once_after_a_kill_between_insert_and_commit(
 
     second = start_stack(data_dir, KAFKA_BOOTSTRAP_SERVERS=own_broker)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            committed, ends = asyncio.run(lag(own_broker))
-            if all(committed.get(p, 0) >= end for p, end in ends.items()):
-                break
-            assert time.monotonic() < deadline, f"not caught up: {committed} vs {ends}"
-            time.sleep(0.5)
+        wait_until_caught_up(own_broker)
         # the records came again and were recognised as already written
         assert second.metric("sentinel_sink_duplicates_dropped_total") >= 1000
         with second.client([PROJECT]) as http:

@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
+from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.analytics.writer import ActivityLogWriter
 from sentinel_usage.core.errors import DependencyUnavailableError
@@ -17,7 +18,6 @@ from sentinel_usage.core.events import EventValidator, UsageEvent
 from sentinel_usage.core.wire import encode_envelopes
 from sentinel_usage.ingest.admin import ensure_topics
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
-from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.stream.sink import RetryPolicy, SinkPolicy, UsageSink
 from sentinel_usage.stream.windows import InMemoryWindowStore, UsageWindows
 from tests.factories import raw_event
@@ -65,6 +65,7 @@ async def test_valid_rows_are_written_and_bad_ones_dead_lettered_with_their_sour
         ),
     ]
     writer = UnavailableTwice(clickhouse)
+
     async def no_changelog() -> None:
         pass
 

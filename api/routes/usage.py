@@ -1,0 +1,172 @@
+"""The Usage tab's analytics: usage over a range, a pass's overview, the project's passes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import AfterValidator
+
+from sentinel_usage.analytics.scope import ProjectScope
+from sentinel_usage.analytics.usage import UsageRange, UsageReport
+from sentinel_usage.api.deps import ReadScopeDep, ServicesDep
+from sentinel_usage.api.models import (
+    ErrorResponse,
+    PassListItem,
+    PassListResponse,
+    PassOverviewResponse,
+    UsageBucket,
+    UsageMetrics,
+    UsageResponse,
+)
+
+router = APIRouter(tags=["usage"])
+
+PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+ERROR_RATE_WARNING = 0.05
+
+
+def _zone_name(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+        ) from None
+    return name
+
+
+ZoneName = Annotated[
+    str,
+    Query(max_length=64, description="IANA time zone of the buckets, e.g. Europe/Berlin"),
+    AfterValidator(_zone_name),
+]
+
+
+async def _require_pass(services: ServicesDep, scope: ProjectScope, pass_id: str) -> None:
+    if not await asyncio.to_thread(services.activity.pass_exists, scope, pass_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+
+
+@router.get(
+    "/v1/projects/{project_id}/passes/{pass_id}/usage",
+    response_model=UsageResponse,
+    response_model_by_alias=True,
+    responses={404: {"model": ErrorResponse}},
+)
+async def pass_usage(
+    pass_id: PassIdPath,
+    scope: ReadScopeDep,
+    services: ServicesDep,
+    tz: ZoneName = "UTC",
+    range_: Annotated[
+        UsageRange,
+        Query(alias="range", description="24h (hourly points), 7d or 30d (daily points)"),
+    ] = UsageRange.DAY,
+) -> UsageResponse:
+    """Timeline (every bucket, zero-filled) and metrics over the range."""
+    await _require_pass(services, scope, pass_id)
+    report = await asyncio.to_thread(
+        services.usage.usage, scope, pass_id, range_, ZoneInfo(tz), services.clock.now()
+    )
+    return _usage_response(pass_id, report)
+
+
+@router.get(
+    "/v1/projects/{project_id}/passes/{pass_id}/overview",
+    response_model=PassOverviewResponse,
+    responses={404: {"model": ErrorResponse}},
+)
+async def pass_overview(
+    pass_id: PassIdPath, scope: ReadScopeDep, services: ServicesDep
+) -> PassOverviewResponse:
+    """Lifetime totals (within the retention) and when the pass was last used."""
+    await _require_pass(services, scope, pass_id)
+    overview = await asyncio.to_thread(services.usage.overview, scope, pass_id)
+    return PassOverviewResponse(
+        pass_id=pass_id,
+        total_requests=overview.total_requests,
+        success_rate=(
+            overview.success_count / overview.total_requests if overview.total_requests else None
+        ),
+        avg_latency_ms=_round(
+            overview.latency_sum_ms / overview.latency_count if overview.latency_count else None
+        ),
+        last_used_at=overview.last_used_at,
+    )
+
+
+@router.get("/v1/projects/{project_id}/passes", response_model=PassListResponse)
+async def list_passes(scope: ReadScopeDep, services: ServicesDep) -> PassListResponse:
+    """The project's passes that have activity, most recently used first."""
+    summaries = await asyncio.to_thread(services.usage.passes, scope, services.clock.now())
+    return PassListResponse(
+        project_id=scope.project_id,
+        items=[
+            PassListItem(
+                pass_id=s.pass_id,
+                last_used_at=s.last_used_at,
+                total_requests_24h=s.total_requests_24h,
+                error_rate_24h=(
+                    s.error_count_24h / s.total_requests_24h if s.total_requests_24h else None
+                ),
+            )
+            for s in summaries
+        ],
+    )
+
+
+def _usage_response(pass_id: str, report: UsageReport) -> UsageResponse:
+    total = report.total
+    return UsageResponse(
+        pass_id=pass_id,
+        range=report.range.value,
+        tz=report.zone.key,
+        granularity=report.range.granularity,
+        from_=report.start,
+        to=report.end,
+        timeline=[
+            UsageBucket(
+                bucket_start=b.bucket.start,
+                bucket_end=b.bucket.end,
+                partial=b.partial,
+                total_requests=b.usage.total_requests,
+                success_count=b.usage.success_count,
+                error_count=b.usage.error_count,
+                success_rate=b.usage.success_rate,
+                avg_latency_ms=_round(b.usage.avg_latency_ms),
+                p95_latency_ms=_round(b.usage.p95_latency_ms),
+            )
+            for b in report.buckets
+        ],
+        metrics=UsageMetrics(
+            total_requests=total.total_requests,
+            success_count=total.success_count,
+            error_count=total.error_count,
+            success_rate=total.success_rate,
+            error_rate=total.error_rate,
+            error_rate_warning=(total.error_rate or 0.0) > ERROR_RATE_WARNING,
+            avg_latency_ms=_round(total.avg_latency_ms),
+            avg_latency_level=latency_level(total.avg_latency_ms),
+            p95_latency_ms=_round(total.p95_latency_ms),
+            unique_endpoints=total.unique_endpoints,
+            token_generations=total.token_generations,
+            token_failures=total.token_failures,
+        ),
+        last_updated=report.generated_at,
+    )
+
+
+def latency_level(avg_ms: float | None) -> str | None:
+    """The seed's colour coding: green < 200 ms, yellow 200-500 ms, red > 500 ms."""
+    if avg_ms is None:
+        return None
+    if avg_ms < 200:
+        return "green"
+    return "yellow" if avg_ms <= 500 else "red"
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentinel_usage.core.sketch import LatencySketch
+
+durations = st.floats(min_value=0, max_value=86_400_000, allow_nan=False, allow_infinity=False)
+samples = st.lists(durations, min_size=1, max_size=400)
+
+
+def exact(values: list[float], q: float) -> float:
+    """The value at rank floor(q * (n - 1)) of the sorted values (the sketch's rank)."""
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
+@given(samples, st.sampled_from([0.0, 0.5, 0.9, 0.95, 0.99, 1.0]))
+@settings(max_examples=300)
+def test_quantiles_are_within_one_percent(values: list[float], q: float) -> None:
+    truth = exact(values, q)
+    estimate = LatencySketch.of(values).quantile(q)
+    assert estimate is not None
+    if truth < 1e-3:
+        assert estimate == 0.0
+    else:
+        assert abs(estimate - truth) <= 0.01 * truth
+
+
+@given(samples, samples, samples)
+def test_merge_is_associative_and_commutative(
+    a: list[float], b: list[float], c: list[float]
+) -> None:
+    sa, sb, sc = LatencySketch.of(a), LatencySketch.of(b), LatencySketch.of(c)
+    assert sa.merge(sb) == sb.merge(sa)
+    assert sa.merge(sb).merge(sc) == sa.merge(sb.merge(sc))
+    assert sa.merge(sb).merge(sc) == LatencySketch.of(a + b + c)
+
+
+@given(samples)
+def test_merge_leaves_its_operands_alone(values: list[float]) -> None:
+    sketch = LatencySketch.of(values)
+    before = LatencySketch(sketch.bins, sketch.zero_count)
+    sketch.merge(LatencySketch.of([1.0, 2.0]))
+    assert sketch == before
+
+
+def test_empty_and_zero() -> None:
+    assert LatencySketch().quantile(0.95) is None
+    assert LatencySketch.of([0.0, 0.0, 5.0]).quantile(0.5) == 0.0
+    with pytest.raises(ValueError, match="quantile"):
+        LatencySketch().quantile(1.5)
