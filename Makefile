@@ -43,5 +43,9 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
+# Benchmarks print figures; they are not part of `make test`.
+bench: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/export_bench.py
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -1,16 +1,22 @@
-"""Reading the activity log of one pass, always within a ProjectScope."""
+"""Reading the activity log of one pass, always within a ProjectScope: filtered pages
+(newest first) for dashboards, and export batches (oldest first) for auditors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
 
 import orjson
 
 from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
 from sentinel_usage.analytics.scope import ProjectScope
-from sentinel_usage.core.errors import DependencyUnavailableError
+from sentinel_usage.core.errors import DependencyUnavailableError, SentinelError
 from sentinel_usage.core.events import event_time
+from sentinel_usage.core.windows import EPOCH
 
 ROW_COLUMNS: Final = (
     "event_id",
@@ -27,21 +33,129 @@ ROW_COLUMNS: Final = (
     "metadata",
 )
 _SELECT: Final = ", ".join(ROW_COLUMNS)
+EXPORT_LIMIT: Final = 10_000
+
+Order = Literal["desc", "asc"]
+
+
+class InvalidCursorError(SentinelError):
+    """A cursor that was not made by this service, or for the other order."""
+
+
+@dataclass(frozen=True)
+class ActivityFilter:
+    """The activity log's filter controls; every field optional."""
+
+    activity_type: str | None = None
+    status: Literal["success", "failed"] | None = None
+    endpoint: str | None = None  # case-insensitive substring, no wildcards
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if self.activity_type is not None:
+            clauses.append("activity_type = {activity_type:String}")
+            params["activity_type"] = self.activity_type
+        if self.status is not None:
+            clauses.append("success = {success:Bool}")
+            params["success"] = self.status == "success"
+        if self.endpoint:
+            clauses.append("positionCaseInsensitiveUTF8(endpoint, {endpoint:String}) > 0")
+            params["endpoint"] = self.endpoint
+        if self.start is not None:
+            clauses.append("started_at >= {start:DateTime64(3, 'UTC')}")
+            params["start"] = self.start
+        if self.end is not None:
+            clauses.append("started_at < {end:DateTime64(3, 'UTC')}")
+            params["end"] = self.end
+        return " AND ".join(clauses) or "1", params
+
+    def describe(self) -> dict[str, str]:
+        """The filters in force, for the export audit trail."""
+        values = {
+            "activity_type": self.activity_type,
+            "status": self.status,
+            "endpoint": self.endpoint,
+            "start_date": self.start.isoformat() if self.start else None,
+            "end_date": self.end.isoformat() if self.end else None,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the log (the last row read) and, for exports, the snapshot:
+    rows ingested after `snapshot` are not part of the walk."""
+
+    order: Order
+    started_at: datetime
+    event_id: uuid.UUID
+    snapshot: datetime | None = None
+
+    def encode(self) -> str:
+        body = {
+            "o": self.order,
+            "t": _millis(self.started_at),
+            "i": str(self.event_id),
+            "s": _millis(self.snapshot) if self.snapshot else None,
+        }
+        return base64.urlsafe_b64encode(orjson.dumps(body)).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, order: Order) -> Cursor:
+        try:
+            raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            cursor = cls(
+                order=raw["o"],
+                started_at=EPOCH + timedelta(milliseconds=int(raw["t"])),
+                event_id=uuid.UUID(raw["i"]),
+                snapshot=EPOCH + timedelta(milliseconds=int(raw["s"])) if raw["s"] else None,
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+            raise InvalidCursorError(
+                "cursor is not valid; pass back a cursor this API returned"
+            ) from None
+        if cursor.order != order:
+            raise InvalidCursorError(
+                f"this cursor is for {'exports' if cursor.order == 'asc' else 'pages'}, not here"
+            )
+        return cursor
 
 
 @dataclass(frozen=True)
 class ActivityPage:
     items: list[dict[str, Any]]
     total: int
+    next_cursor: Cursor | None = None
+
+
+@dataclass(frozen=True)
+class ExportBatch:
+    rows: list[dict[str, Any]]
+    total: int  # rows matching the filters in the snapshot, over the whole range
+    snapshot: datetime
+    next_cursor: Cursor | None = None  # where the next batch starts; None when complete
+
+    @property
+    def truncated(self) -> bool:
+        return self.next_cursor is not None
+
+
+@dataclass(frozen=True)
+class _Query:
+    where: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class ActivityLogQuery:
-    """Pages of one pass's activity, newest first (ties broken by event_id).
+    """Blocking: call from a thread in async code.
 
-    Blocking: call from a thread in async code. FINAL folds redelivered
-    duplicates that ClickHouse has not merged yet. Note that ClickHouse orders
-    UUIDs by their second 64-bit half first, not as their text sorts; the
-    tie-break is deterministic and matches the table's sort key.
+    FINAL folds redelivered duplicates that ClickHouse has not merged yet.
+    Rows are ordered by (started_at, event_id); note that ClickHouse orders
+    UUIDs by their second 64-bit half first, not as their text sorts, and
+    cursors compare with ClickHouse's own order, so paging stays consistent.
     """
 
     def __init__(self, client: Any) -> None:
@@ -52,16 +166,85 @@ class ActivityLogQuery:
         rows = self._query(f"SELECT 1 FROM activity_log WHERE {where} LIMIT 1", params)
         return bool(rows)
 
-    def page(self, scope: ProjectScope, pass_id: str, page: int, per_page: int) -> ActivityPage:
-        where, params = scope.where(pass_id)
-        total = self._query(f"SELECT count() FROM activity_log FINAL WHERE {where}", params)[0][0]
+    def page(
+        self,
+        scope: ProjectScope,
+        pass_id: str,
+        page: int,
+        per_page: int,
+        filters: ActivityFilter = ActivityFilter(),
+        after: Cursor | None = None,
+    ) -> ActivityPage:
+        """Newest first. With `after`, the rows following that cursor (keyset
+        paging: a growing log is walked without skips or repeats); without, the
+        `page`-th page by offset."""
+        base = self._base(scope, pass_id, filters)
+        total = self._query(
+            f"SELECT count() FROM activity_log FINAL WHERE {base.where}", base.params
+        )[0][0]
+        where, params = base.where, dict(base.params)
+        offset = (page - 1) * per_page
+        if after is not None:
+            where += " AND (started_at, event_id) < ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})"
+            params.update(c_at=after.started_at, c_id=after.event_id)
+            offset = 0
         rows = self._query(
             f"SELECT {_SELECT} FROM activity_log FINAL WHERE {where} "
             "ORDER BY started_at DESC, event_id DESC "
             "LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
-            {**params, "limit": per_page, "offset": (page - 1) * per_page},
+            {**params, "limit": per_page + 1, "offset": offset},
         )
-        return ActivityPage([_row(r) for r in rows], int(total))
+        items = [_row(r) for r in rows[:per_page]]
+        more = len(rows) > per_page
+        last = items[-1] if items and more else None
+        next_cursor = Cursor("desc", last["started_at"], last["event_id"]) if last else None
+        return ActivityPage(items, int(total), next_cursor)
+
+    def export_batch(
+        self,
+        scope: ProjectScope,
+        pass_id: str,
+        filters: ActivityFilter,
+        after: Cursor | None = None,
+        limit: int = EXPORT_LIMIT,
+        snapshot_lag: timedelta = timedelta(seconds=5),
+    ) -> ExportBatch:
+        """Up to `limit` rows, oldest first, of the snapshot pinned by the first batch.
+
+        Rows are never re-inserted once written (the sink drops events the log
+        holds), so `ingested_at` is when a row first became visible, and a
+        snapshot bound on it gives every batch of one export the same rows. The
+        bound is ClickHouse's own clock less `snapshot_lag`, so that an insert
+        still in flight when the first batch is read cannot turn up later
+        behind the cursor.
+        """
+        if after is not None and after.snapshot is not None:
+            snapshot = after.snapshot
+        else:
+            snapshot = event_time(self._query("SELECT now64(3)", {})[0][0]) - snapshot_lag
+        base = self._base(scope, pass_id, filters)
+        where = base.where + " AND ingested_at <= {snapshot:DateTime64(3, 'UTC')}"
+        params = {**base.params, "snapshot": snapshot}
+        total = self._query(f"SELECT count() FROM activity_log FINAL WHERE {where}", params)[0][0]
+        if after is not None:
+            where += " AND (started_at, event_id) > ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})"
+            params.update(c_at=after.started_at, c_id=after.event_id)
+        rows = self._query(
+            f"SELECT {_SELECT} FROM activity_log FINAL WHERE {where} "
+            "ORDER BY started_at ASC, event_id ASC LIMIT {limit:UInt32}",
+            {**params, "limit": limit + 1},
+        )
+        items = [_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = Cursor("asc", last["started_at"], last["event_id"], snapshot)
+        return ExportBatch(items, int(total), snapshot, next_cursor)
+
+    def _base(self, scope: ProjectScope, pass_id: str, filters: ActivityFilter) -> _Query:
+        scope_where, params = scope.where(pass_id)
+        filter_where, filter_params = filters.where()
+        return _Query(f"{scope_where} AND {filter_where}", {**params, **filter_params})
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         try:
@@ -78,3 +261,7 @@ def _row(values: tuple[Any, ...]) -> dict[str, Any]:
         row[optional] = row[optional] or None
     row["metadata"] = orjson.loads(row["metadata"]) if row["metadata"] else {}
     return row
+
+
+def _millis(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(milliseconds=1)

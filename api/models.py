@@ -52,6 +52,31 @@ class ActivityPageResponse(BaseModel):
     items: list[ActivityRow]
     page: int
     per_page: int
+    total: int = Field(description="Rows matching the filters.")
+    next_cursor: str | None = Field(
+        description="Pass back as `cursor=` for the rows after this page; null at the end."
+    )
+
+
+class ExportAuditItem(BaseModel):
+    export_id: UUID
+    pass_id: str
+    subject: str = Field(description="The token's `sub`: who exported.")
+    format: str
+    filters: dict[str, str]
+    cursor: str | None
+    row_count: int
+    total_count: int
+    truncated: bool
+    next_cursor: str | None
+    snapshot: UtcTimestamp
+    requested_at: UtcTimestamp
+
+
+class ExportAuditResponse(BaseModel):
+    items: list[ExportAuditItem]
+    page: int
+    per_page: int
     total: int
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
 from sentinel_usage.analytics.clickhouse import connect
+from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import pending
 from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.auth import TokenVerifier
@@ -26,6 +27,7 @@ class ApiServices:
     publisher: EventPublisher
     activity: ActivityLogQuery
     usage: UsageQuery
+    exports: ExportAudit
     clickhouse: Any
     clock: Clock = SYSTEM_CLOCK
 
@@ -78,5 +80,6 @@ def build_services(settings: Settings) -> ApiServices:
         publisher=EventPublisher(settings.kafka_bootstrap_servers),
         activity=ActivityLogQuery(clickhouse),
         usage=UsageQuery(clickhouse),
+        exports=ExportAudit(clickhouse),
         clickhouse=clickhouse,
     )

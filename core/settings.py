@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
 
@@ -62,6 +63,10 @@ class Settings(BaseSettings):
     window_resident_minutes: int = Field(15, ge=1, description="windows kept in worker memory")
     window_evict_every_seconds: float = Field(30.0, gt=0)
 
+    export_snapshot_lag_seconds: float = Field(
+        5.0, ge=0, description="an export leaves out rows ingested this recently"
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 
@@ -94,6 +99,10 @@ class Settings(BaseSettings):
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def export_snapshot_lag(self) -> timedelta:
+        return timedelta(seconds=self.export_snapshot_lag_seconds)
 
     @property
     def embedded_broker(self) -> bool:

@@ -1,19 +1,40 @@
-"""GET the activity log of one pass."""
+"""The activity log of one pass: filtered pages for dashboards, exports for auditors,
+and the audit trail of exports."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import datetime
 from enum import IntEnum
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 
-from sentinel_usage.api.deps import ReadScopeDep, ServicesDep
-from sentinel_usage.api.models import ActivityPageResponse, ActivityRow, ErrorResponse
+from sentinel_usage.analytics.activity import Cursor, ExportBatch, InvalidCursorError, Order
+from sentinel_usage.analytics.exports import ExportRecord
+from sentinel_usage.analytics.scope import ProjectScope
+from sentinel_usage.api.auth import Principal
+from sentinel_usage.api.deps import PrincipalDep, ReadScopeDep, ServicesDep, project_scope_for
+from sentinel_usage.api.export_format import ExportFormat, export_filename, render
+from sentinel_usage.api.filters import ActivityFilterDep
+from sentinel_usage.api.models import (
+    ActivityPageResponse,
+    ActivityRow,
+    ErrorResponse,
+    ExportAuditItem,
+    ExportAuditResponse,
+)
 
 router = APIRouter(tags=["activity"])
 
 PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+CursorParam = Annotated[
+    str | None, Query(max_length=512, description="A next_cursor / X-Next-Cursor returned before.")
+]
+ExportScopeDep = Annotated[ProjectScope, Depends(project_scope_for("usage:export"))]
 
 
 class PerPage(IntEnum):
@@ -25,6 +46,22 @@ class PerPage(IntEnum):
     HUNDRED = 100
 
 
+def _cursor(text: str | None, order: Order) -> Cursor | None:
+    if text is None:
+        return None
+    try:
+        return Cursor.decode(text, order)
+    except InvalidCursorError as exc:
+        raise RequestValidationError(
+            [{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]
+        ) from None
+
+
+async def _require_pass(services: ServicesDep, scope: ProjectScope, pass_id: str) -> None:
+    if not await asyncio.to_thread(services.activity.pass_exists, scope, pass_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+
+
 @router.get(
     "/v1/projects/{project_id}/passes/{pass_id}/activity",
     response_model=ActivityPageResponse,
@@ -34,20 +71,144 @@ async def list_activity(
     pass_id: PassIdPath,
     scope: ReadScopeDep,
     services: ServicesDep,
+    filters: ActivityFilterDep,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
     per_page: Annotated[
         PerPage, Query(description="Rows per page: 10, 25, 50 or 100.")
     ] = PerPage.TWENTY_FIVE,
+    cursor: CursorParam = None,
 ) -> ActivityPageResponse:
-    """The pass's activity, newest first (ties broken by event_id)."""
-    result = await asyncio.to_thread(services.activity.page, scope, pass_id, page, int(per_page))
-    if result.total == 0 and not await asyncio.to_thread(
-        services.activity.pass_exists, scope, pass_id
-    ):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    """The pass's activity, newest first (ties broken by event_id).
+
+    Page by `page`, or walk with `cursor=<next_cursor>`: keyset paging never
+    skips or repeats a row while the log grows.
+    """
+    after = _cursor(cursor, "desc")
+    await _require_pass(services, scope, pass_id)
+    result = await asyncio.to_thread(
+        services.activity.page, scope, pass_id, page, int(per_page), filters, after
+    )
     return ActivityPageResponse(
         items=[ActivityRow(**row) for row in result.items],
         page=page,
         per_page=int(per_page),
         total=result.total,
+        next_cursor=result.next_cursor.encode() if result.next_cursor else None,
+    )
+
+
+@router.get(
+    "/v1/projects/{project_id}/passes/{pass_id}/activity/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The file; X-Total-Count, X-Export-Truncated, X-Next-Cursor say "
+            "how many rows match and where the next batch starts.",
+            "content": {f.media_type: {} for f in ExportFormat},
+        },
+        404: {"model": ErrorResponse},
+    },
+)
+async def export_activity(
+    pass_id: PassIdPath,
+    scope: ExportScopeDep,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    filters: ActivityFilterDep,
+    format: Annotated[ExportFormat, Query(description="csv, json or jsonl")] = ExportFormat.CSV,
+    cursor: CursorParam = None,
+) -> StreamingResponse:
+    """At most 10,000 rows, oldest first, from a snapshot pinned by the first batch.
+
+    When more rows match, `X-Export-Truncated: true` and `X-Next-Cursor` say where
+    the next batch starts: pass it back as `cursor=` with the same filters, and
+    the batches cover the range with no gap and no overlap.
+    """
+    after = _cursor(cursor, "asc")
+    await _require_pass(services, scope, pass_id)
+    requested_at = services.clock.now()
+    batch = await asyncio.to_thread(
+        services.activity.export_batch,
+        scope,
+        pass_id,
+        filters,
+        after,
+        snapshot_lag=services.settings.export_snapshot_lag,
+    )
+    next_cursor = batch.next_cursor.encode() if batch.next_cursor else None
+    await asyncio.to_thread(
+        services.exports.record,
+        _audit(
+            principal,
+            scope,
+            pass_id,
+            format,
+            filters.describe(),
+            cursor,
+            batch,
+            next_cursor,
+            requested_at,
+        ),
+    )
+    headers = {
+        "Content-Disposition": (
+            f'attachment; filename="{export_filename(pass_id, requested_at, format)}"'
+        ),
+        "X-Total-Count": str(batch.total),
+        "X-Export-Rows": str(len(batch.rows)),
+        "X-Export-Truncated": "true" if batch.truncated else "false",
+        "X-Export-Snapshot": batch.snapshot.isoformat(timespec="milliseconds"),
+        "Cache-Control": "no-store",
+    }
+    if next_cursor:
+        headers["X-Next-Cursor"] = next_cursor
+    return StreamingResponse(
+        render(batch.rows, format), media_type=format.media_type, headers=headers
+    )
+
+
+def _audit(
+    principal: Principal,
+    scope: ProjectScope,
+    pass_id: str,
+    fmt: ExportFormat,
+    filters: dict[str, str],
+    cursor: str | None,
+    batch: ExportBatch,
+    next_cursor: str | None,
+    requested_at: datetime,
+) -> ExportRecord:
+    return ExportRecord(
+        export_id=uuid.uuid4(),
+        project_id=scope.project_id,
+        pass_id=pass_id,
+        subject=principal.subject,
+        format=fmt.value,
+        filters=filters,
+        cursor=cursor,
+        row_count=len(batch.rows),
+        total_count=batch.total,
+        truncated=batch.truncated,
+        next_cursor=next_cursor,
+        snapshot=batch.snapshot,
+        requested_at=requested_at,
+    )
+
+
+@router.get("/v1/projects/{project_id}/exports", response_model=ExportAuditResponse)
+async def list_exports(
+    scope: ExportScopeDep,
+    services: ServicesDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[PerPage, Query()] = PerPage.TWENTY_FIVE,
+) -> ExportAuditResponse:
+    """The project's exports, newest first: who, which pass, which filters, how many rows."""
+    records, total = await asyncio.to_thread(
+        services.exports.list, scope, int(per_page), (page - 1) * int(per_page)
+    )
+    return ExportAuditResponse(
+        items=[ExportAuditItem(**vars(r)) for r in records],
+        page=page,
+        per_page=int(per_page),
+        total=total,
     )
