@@ -6,7 +6,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format unit integration e2e bench clean
+.PHONY: run test lint rules format unit integration e2e bench clean system-packages
+
+# Debian packages the tests need: promtool (package prometheus). Installed only
+# where missing; `apt-get` needs root, as on these machines.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +25,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/sentinel-usage up
 
+system-packages:
+	@command -v promtool >/dev/null || { apt-get update -qq && $(APT_INSTALL) prometheus; }
+
+rules: system-packages
+	promtool check rules deploy/prometheus/sentinel-usage.rules.yml
+	cd deploy/prometheus && promtool test rules rules.test.yml
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -31,7 +42,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint rules
 	$(BIN)/pytest
 
 unit: $(STAMP)

@@ -97,7 +97,11 @@ def rollback(client: Any, ctx: MigrationContext, to: int) -> list[str]:
 
 
 # Tables whose rows expire with the retention, and their time column.
-RETAINED_TABLES = {"activity_log": "started_at", "usage_rollups": "window_start"}
+RETAINED_TABLES = {
+    "activity_log": "started_at",
+    "usage_rollups": "window_start",
+    "alerts": "fired_at",
+}
 
 
 def _align_retention(client: Any, ctx: MigrationContext) -> None:

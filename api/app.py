@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from sentinel_usage.api.routes import activity, events, health, usage
+from sentinel_usage.api.routes import activity, alerts, events, health, usage
 from sentinel_usage.api.services import ApiServices
 from sentinel_usage.core.errors import DependencyUnavailableError
 
@@ -32,6 +32,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(events.router)
     app.include_router(activity.router)
     app.include_router(usage.router)
+    app.include_router(alerts.router)
     app.include_router(health.router)
 
     @app.exception_handler(DependencyUnavailableError)

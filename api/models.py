@@ -150,3 +150,21 @@ class PassListItem(BaseModel):
 class PassListResponse(BaseModel):
     project_id: str
     items: list[PassListItem]
+
+
+class AlertItem(BaseModel):
+    alert_id: str
+    project_id: str
+    pass_id: str
+    state: Literal["firing", "resolved"]
+    error_rate: float
+    requests: int
+    errors: int
+    window_start: UtcTimestamp
+    window_end: UtcTimestamp
+    fired_at: UtcTimestamp
+    resolved_at: UtcTimestamp | None
+
+
+class AlertListResponse(BaseModel):
+    items: list[AlertItem]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
+from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.clickhouse import connect
 from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import pending
@@ -28,6 +29,7 @@ class ApiServices:
     activity: ActivityLogQuery
     usage: UsageQuery
     exports: ExportAudit
+    alerts: AlertStore
     clickhouse: Any
     clock: Clock = SYSTEM_CLOCK
 
@@ -81,5 +83,6 @@ def build_services(settings: Settings) -> ApiServices:
         activity=ActivityLogQuery(clickhouse),
         usage=UsageQuery(clickhouse),
         exports=ExportAudit(clickhouse),
+        alerts=AlertStore(clickhouse),
         clickhouse=clickhouse,
     )

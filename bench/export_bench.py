@@ -17,6 +17,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
+from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.clickhouse import connect
 from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import migrate
@@ -74,6 +75,7 @@ def main() -> None:
             activity=ActivityLogQuery(client),
             usage=UsageQuery(client),
             exports=ExportAudit(client),
+            alerts=AlertStore(client),
             clickhouse=client,
         )
         headers = {"Authorization": "Bearer " + issue_token(SECRET, ["bench"], ["usage:export"])}

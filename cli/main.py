@@ -112,6 +112,10 @@ def _worker(settings: Settings, with_api: bool = False) -> int:
             settings.api_port,
             on_started=lambda port: _print_banner(settings, port),
         )
+    if not with_api and settings.worker_metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     run_worker(app, settings.log_level)
     return 0
 

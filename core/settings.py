@@ -11,6 +11,7 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sentinel_usage.core.alerts import ErrorRateRule
 from sentinel_usage.core.errors import ConfigurationError
 from sentinel_usage.core.windows import validate_window_size
 
@@ -63,6 +64,15 @@ class Settings(BaseSettings):
     window_resident_minutes: int = Field(15, ge=1, description="windows kept in worker memory")
     window_evict_every_seconds: float = Field(30.0, gt=0)
 
+    alert_error_rate_threshold: float = Field(0.05, gt=0, lt=1)
+    alert_min_requests: int = Field(20, ge=1)
+    alert_window_seconds: int = Field(300, ge=1, description="trailing window of the rule")
+    alert_every_seconds: float = Field(60.0, gt=0, description="evaluation interval")
+    alertmanager_url: str | None = Field(None, description="e.g. http://alertmanager:9093")
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Prometheus port of a worker run without the API"
+    )
+
     export_snapshot_lag_seconds: float = Field(
         5.0, ge=0, description="an export leaves out rows ingested this recently"
     )
@@ -74,6 +84,14 @@ class Settings(BaseSettings):
     @classmethod
     def _window_tiles_every_zone(cls, value: int) -> int:
         return validate_window_size(value)
+
+    @model_validator(mode="after")
+    def _alert_window_is_whole_windows(self) -> Self:
+        if self.alert_window_seconds % self.window_seconds:
+            raise ValueError(
+                "SENTINEL_ALERT_WINDOW_SECONDS must be a multiple of SENTINEL_WINDOW_SECONDS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:
@@ -103,6 +121,15 @@ class Settings(BaseSettings):
     @property
     def export_snapshot_lag(self) -> timedelta:
         return timedelta(seconds=self.export_snapshot_lag_seconds)
+
+    @property
+    def alert_rule(self) -> ErrorRateRule:
+        return ErrorRateRule(
+            threshold=self.alert_error_rate_threshold,
+            min_requests=self.alert_min_requests,
+            window=timedelta(seconds=self.alert_window_seconds),
+            every=timedelta(seconds=self.alert_every_seconds),
+        )
 
     @property
     def embedded_broker(self) -> bool:

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import faust
 import structlog
+from aiokafka.errors import KafkaError
 
+from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.writer import ActivityLogWriter
 from sentinel_usage.core import topics
+from sentinel_usage.core.alerts import AlertEvent
+from sentinel_usage.core.clock import SYSTEM_CLOCK
+from sentinel_usage.core.errors import DependencyUnavailableError
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
+from sentinel_usage.stream import alertmanager
+from sentinel_usage.stream.alertmanager import AlertmanagerNotifier
+from sentinel_usage.stream.alerts import ErrorRateEvaluator
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
+from sentinel_usage.stream.metrics import ALERTS_FIRING, ALERTS_PUBLISHED, CONSUMER_LAG, PassMetrics
 from sentinel_usage.stream.sink import SinkPolicy, UsageSink
 from sentinel_usage.stream.windows import UsageWindows, WindowPolicy
 
@@ -106,6 +116,7 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
     async def flush_changelog() -> None:
         await app.producer.flush()
 
+    pass_metrics = PassMetrics()
     sink = UsageSink(
         ActivityLogWriter(clickhouse),
         RollupStore(clickhouse),
@@ -114,7 +125,9 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         flush_changelog,
         validator,
         SinkPolicy(evict_every_seconds=settings.window_evict_every_seconds),
+        pass_metrics=pass_metrics,
     )
+    _add_alerting(app, settings, clickhouse, windows, pass_metrics, flush_changelog)
 
     @app.agent(events_topic, name="activity-sink")
     async def activity_sink(stream: Any) -> None:
@@ -129,6 +142,87 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
                 await stream.ack(event)
 
     return app
+
+
+def _add_alerting(
+    app: faust.App,
+    settings: Settings,
+    clickhouse: Any,
+    windows: UsageWindows,
+    pass_metrics: PassMetrics,
+    flush_changelog: Callable[[], Awaitable[None]],
+) -> None:
+    """The error-rate evaluation, every `alert_every_seconds`, on every worker (each
+    evaluates the passes of its own partitions)."""
+    alert_table = app.Table(
+        "alert-state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.events_topic_partitions,
+    )
+    rule = settings.alert_rule
+    store = AlertStore(clickhouse)
+    hold = rule.every * 4  # how long Alertmanager keeps a firing alert without news
+    notifier = (
+        AlertmanagerNotifier(settings.alertmanager_url) if settings.alertmanager_url else None
+    )
+
+    async def publish(events: list[AlertEvent]) -> None:
+        # ClickHouse first: a consumer of the topic then finds the alert in the API.
+        await asyncio.to_thread(store.write, events)
+        for event in events:
+            await app.producer.send_and_wait(
+                topics.ALERTS, event.pass_id.encode(), event.to_json(),
+                partition=None, timestamp=None, headers=None,
+            )  # fmt: skip
+        if notifier is not None:
+            now = SYSTEM_CLOCK.now()
+            notifier.notify([alertmanager.from_event(e, now, hold) for e in events])
+        for event in events:
+            ALERTS_PUBLISHED.labels(state=event.state).inc()
+            log.warning("alert_" + event.state, **{k: str(v) for k, v in vars(event).items()})
+
+    evaluator = ErrorRateEvaluator(
+        rule,
+        windows,
+        timedelta(seconds=settings.window_seconds),
+        TableWindowStore(alert_table),
+        publish,
+        flush_changelog,
+    )
+    started = False
+
+    async def evaluate_alerts() -> None:
+        nonlocal started
+        if notifier is not None and not started:
+            await notifier.start()
+        started = True
+        now = SYSTEM_CLOCK.now()
+        try:
+            firing = await evaluator.evaluate(now)
+        except (DependencyUnavailableError, KafkaError) as exc:
+            # The outbox keeps what was not published; the next round retries it.
+            log.warning("alert_evaluation_deferred", error=repr(exc))
+            return
+        ALERTS_FIRING.set(len(firing))
+        if notifier is not None:
+            notifier.notify([alertmanager.still_firing(s, now, hold) for s in firing])
+        pass_metrics.prune(now)
+        _update_lag(app)
+
+    app.timer(interval=settings.alert_every_seconds)(evaluate_alerts)
+
+
+def _update_lag(app: faust.App) -> None:
+    consumer = app.consumer
+    # Faust keeps the committed offsets in a private map; reading it is harmless.
+    committed = getattr(consumer, "_committed_offset", {})
+    for tp in consumer.assignment():
+        if tp.topic != topics.EVENTS:
+            continue
+        done = committed.get(tp) or 0
+        CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, consumer.highwater(tp) - done))
 
 
 def _records(batch: Sequence[Any]) -> list[SourceRecord]:

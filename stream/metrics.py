@@ -1,6 +1,9 @@
 """Prometheus metrics of the stream worker."""
 
-from prometheus_client import Counter, Histogram
+import contextlib
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_WRITTEN = Counter("sentinel_sink_events_written", "Events inserted into activity_log.")
 DEAD_LETTERS = Counter(
@@ -19,3 +22,49 @@ DUPLICATES_DROPPED = Counter(
     "Events dropped because the activity log already held them (resent or redelivered).",
 )
 WINDOWS_WRITTEN = Counter("sentinel_sink_windows_written", "Window rollup rows written.")
+
+ALERTS_FIRING = Gauge("sentinel_alerts_firing", "Error-rate alerts firing now.")
+ALERTS_PUBLISHED = Counter(
+    "sentinel_alerts_published", "Alert transitions published.", labelnames=["state"]
+)
+CONSUMER_LAG = Gauge(
+    "sentinel_consumer_lag",
+    "Records of the events topic not yet committed by this worker.",
+    labelnames=["partition"],
+)
+PASS_REQUESTS = Counter(
+    "sentinel_pass_requests", "Requests made with a pass.", labelnames=["project_id", "pass_id"]
+)
+PASS_ERRORS = Counter(
+    "sentinel_pass_errors",
+    "Failed requests made with a pass.",
+    labelnames=["project_id", "pass_id"],
+)
+
+
+class PassMetrics:
+    """Per-pass counters with a bounded exposition: a pass idle for `idle` is dropped
+    (Prometheus' rate() handles the counter reappearing from zero)."""
+
+    def __init__(self, idle: timedelta = timedelta(days=1)) -> None:
+        self._idle = idle
+        self._last_seen: dict[tuple[str, str], datetime] = {}
+
+    def observe(
+        self, project_id: str, pass_id: str, requests: int, errors: int, now: datetime
+    ) -> None:
+        if requests:
+            PASS_REQUESTS.labels(project_id, pass_id).inc(requests)
+        if errors:
+            PASS_ERRORS.labels(project_id, pass_id).inc(errors)
+        if requests or errors:
+            self._last_seen[(project_id, pass_id)] = now
+
+    def prune(self, now: datetime) -> int:
+        idle = [k for k, seen in self._last_seen.items() if now - seen > self._idle]
+        for key in idle:
+            for counter in (PASS_REQUESTS, PASS_ERRORS):
+                with contextlib.suppress(KeyError):
+                    counter.remove(*key)
+            del self._last_seen[key]
+        return len(idle)

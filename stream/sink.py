@@ -42,6 +42,7 @@ from sentinel_usage.stream.metrics import (
     SINK_BATCH_SECONDS,
     SINK_RETRIES,
     WINDOWS_WRITTEN,
+    PassMetrics,
 )
 from sentinel_usage.stream.windows import UsageWindows
 
@@ -78,6 +79,7 @@ class UsageSink:
         validator: EventValidator,
         policy: SinkPolicy = SinkPolicy(),
         clock: Clock = SYSTEM_CLOCK,
+        pass_metrics: PassMetrics | None = None,
     ) -> None:
         self._writer = writer
         self._rollups = rollups
@@ -87,6 +89,7 @@ class UsageSink:
         self._validator = validator
         self._policy = policy
         self._clock = clock
+        self._pass_metrics = pass_metrics or PassMetrics()
         self._started = False
         self._last_eviction = 0.0
 
@@ -112,10 +115,23 @@ class UsageSink:
             await self._dead_letter(dead)
         await self._maybe_evict()
 
+        self._observe([event for event, _ in fresh])
         EVENTS_WRITTEN.inc(len(fresh))
         WINDOWS_WRITTEN.inc(len(changed))
         SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
         return len(fresh)
+
+    def _observe(self, events: list[UsageEvent]) -> None:
+        counts: dict[tuple[str, str], list[int]] = {}
+        for event in events:
+            if event.activity_type == "token_generation":
+                continue
+            pair = counts.setdefault((event.project_id, event.pass_id), [0, 0])
+            pair[0] += 1
+            pair[1] += 0 if event.success else 1
+        now = self._clock.now()
+        for (project_id, pass_id), (requests, errors) in counts.items():
+            self._pass_metrics.observe(project_id, pass_id, requests, errors, now)
 
     async def _fresh(
         self, items: list[tuple[UsageEvent, SourceRecord]]

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Request, status
+from prometheus_client import Counter
 
 from sentinel_usage.api.auth import Principal
 from sentinel_usage.api.deps import EventWriter, ServicesDep
@@ -16,6 +17,9 @@ from sentinel_usage.core.events import EventValidator, UsageEvent
 from sentinel_usage.ingest.body import BodyError, LineError, TooManyEventsError, parse_event_body
 
 router = APIRouter(tags=["ingest"])
+
+EVENTS_INGESTED = Counter("sentinel_ingest_events_accepted", "Events accepted by POST /v1/events.")
+EVENTS_REJECTED = Counter("sentinel_ingest_events_rejected", "Events refused by POST /v1/events.")
 
 
 @router.post(
@@ -65,6 +69,8 @@ async def ingest_events(
                 f"the broker did not acknowledge the events ({exc.__class__.__name__}); "
                 "retry the request: events are deduplicated by event_id",
             ) from None
+    EVENTS_INGESTED.inc(len(valid))
+    EVENTS_REJECTED.inc(len(rejected))
     return IngestResponse(accepted=len(valid), rejected=rejected)
 
 

@@ -5,6 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
+from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.app import create_app
@@ -41,6 +42,7 @@ def api_client(clickhouse: Any, kafka_bootstrap: str) -> Iterator[TestClient]:
         activity=ActivityLogQuery(clickhouse),
         usage=UsageQuery(clickhouse),
         exports=ExportAudit(clickhouse),
+        alerts=AlertStore(clickhouse),
         clickhouse=clickhouse,
     )
     with TestClient(create_app(services)) as client:

@@ -1,0 +1,60 @@
+"""Error-rate alerts of a project, or of one pass."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from sentinel_usage.api.deps import ReadScopeDep, ServicesDep
+from sentinel_usage.api.models import AlertItem, AlertListResponse, ErrorResponse
+from sentinel_usage.core.alerts import AlertEvent
+
+router = APIRouter(tags=["alerts"])
+
+
+class AlertState(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+StateQuery = Annotated[AlertState | None, Query(description="firing or resolved")]
+LimitQuery = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/v1/projects/{project_id}/alerts", response_model=AlertListResponse)
+async def project_alerts(
+    scope: ReadScopeDep, services: ServicesDep, state: StateQuery = None, limit: LimitQuery = 100
+) -> AlertListResponse:
+    """The project's alerts, most recently fired first."""
+    alerts = await asyncio.to_thread(
+        services.alerts.list, scope, None, state.value if state else None, limit
+    )
+    return AlertListResponse(items=[_item(a) for a in alerts])
+
+
+@router.get(
+    "/v1/projects/{project_id}/passes/{pass_id}/alerts",
+    response_model=AlertListResponse,
+    responses={404: {"model": ErrorResponse}},
+)
+async def pass_alerts(
+    pass_id: Annotated[str, Path(min_length=1, max_length=128)],
+    scope: ReadScopeDep,
+    services: ServicesDep,
+    state: StateQuery = None,
+    limit: LimitQuery = 100,
+) -> AlertListResponse:
+    """One pass's alerts, most recently fired first."""
+    if not await asyncio.to_thread(services.activity.pass_exists, scope, pass_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    alerts = await asyncio.to_thread(
+        services.alerts.list, scope, pass_id, state.value if state else None, limit
+    )
+    return AlertListResponse(items=[_item(a) for a in alerts])
+
+
+def _item(alert: AlertEvent) -> AlertItem:
+    return AlertItem(**vars(alert))
