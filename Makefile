@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint rules format unit integration e2e bench clean system-packages
 
-# Debian packages the tests need: promtool (package prometheus). Installed only
-# where missing; `apt-get` needs root, as on these machines.
+# Debian packages the tests need: promtool (package prometheus) and chromium (the
+# browser tests drive /usr/bin/chromium with Playwright; Playwright's own browser
+# download is not reachable here). Installed only where missing; `apt-get` needs
+# root, as on these machines.
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 $(BIN)/python:
@@ -26,7 +28,8 @@ run: $(STAMP)
 	$(BIN)/sentinel-usage up
 
 system-packages:
-	@command -v promtool >/dev/null || { apt-get update -qq && $(APT_INSTALL) prometheus; }
+	@command -v promtool >/dev/null && test -x /usr/bin/chromium || { \
+		apt-get update -qq && $(APT_INSTALL) prometheus chromium; }
 
 rules: system-packages
 	promtool check rules deploy/prometheus/sentinel-usage.rules.yml
@@ -43,6 +46,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 test: lint rules
+	mkdir -p tests/artifacts
 	$(BIN)/pytest
 
 unit: $(STAMP)

@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from sentinel_usage.api.routes import activity, alerts, events, health, usage
+from sentinel_usage.api.routes import activity, alerts, events, health, ui, usage
 from sentinel_usage.api.services import ApiServices
 from sentinel_usage.core.errors import DependencyUnavailableError
 
@@ -34,6 +35,8 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(alerts.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
+    app.mount("/ui/static", StaticFiles(directory=ui.STATIC), name="ui-static")
 
     @app.exception_handler(DependencyUnavailableError)
     async def unavailable(request: Request, exc: DependencyUnavailableError) -> JSONResponse:

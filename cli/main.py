@@ -168,6 +168,7 @@ def _print_banner(settings: Settings, port: int) -> None:
         "sentinel-usage is up",
         f"  API            {base}   (OpenAPI: {base}/docs)",
         f"  health         {base}/healthz   {base}/readyz",
+        f"  Usage tab      {base}/ui/projects/demo   (Local sign-in on the page)",
         f"  metrics        {base}/metrics",
         f"  Kafka          {settings.kafka_bootstrap_servers}",
         f"  ClickHouse     {settings.clickhouse_dsn}",

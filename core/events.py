@@ -192,6 +192,9 @@ class EventValidator:
 
     def validate(self, raw: Any) -> UsageEvent:
         """Return the normalised event, or raise InvalidEventError listing every problem."""
+        fast = fast_validate(raw, self.policy, self.policy.clock.now())
+        if fast is not None:
+            return fast
         if not isinstance(raw, dict):
             raise InvalidEventError(
                 [{"field": "", "message": f"an event must be a JSON object, not {_kind(raw)}"}]
@@ -222,3 +225,7 @@ def _kind(value: Any) -> str:
 def event_time(value: datetime) -> datetime:
     """Aware UTC datetime from a possibly naive one (ClickHouse returns naive UTC)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# At the end: the fast path is built from the model above (and imports it).
+from sentinel_usage.core.fastpath import fast_validate  # noqa: E402

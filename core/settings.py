@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     max_future_skew_seconds: int = Field(300, ge=0)
 
     # Kafka messages (each up to 2,000 events when batch envelopes are used) per insert.
-    sink_batch_messages: int = Field(250, ge=1)
+    sink_batch_messages: int = Field(50, ge=1)
     sink_batch_seconds: float = Field(0.2, gt=0)
     commit_interval_seconds: float = Field(1.0, gt=0)
     broker_session_timeout_seconds: float = Field(6.0, gt=0)

@@ -1,0 +1,55 @@
+"""The Usage tab pages (static HTML and JavaScript served from the package) and, in
+local mode only, a sign-in that mints a token for the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, status
+from fastapi.responses import FileResponse
+
+from sentinel_usage.api.auth import issue_token
+from sentinel_usage.api.deps import ServicesDep
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/ui/projects/{project_id}")
+async def passes_page(project_id: str) -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/projects/{project_id}/passes/{pass_id}/usage")
+async def usage_page(project_id: str, pass_id: str) -> FileResponse:
+    return FileResponse(STATIC / "usage.html", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/config")
+async def ui_config(services: ServicesDep) -> dict[str, bool]:
+    return {"local_sign_in": _local_sign_in(services)}
+
+
+@router.post("/ui/local-token")
+async def local_token(
+    services: ServicesDep, project_id: Annotated[str, Body(embed=True, max_length=128)]
+) -> dict[str, str]:
+    """Local mode only: a read and export token for one project, for the page."""
+    secret = services.settings.jwt_secret
+    if not _local_sign_in(services) or secret is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    token = issue_token(
+        secret.get_secret_value(),
+        [project_id],
+        ["usage:read", "usage:export"],
+        ttl_seconds=8 * 3600,
+        subject="local-ui",
+        audience=services.settings.jwt_audience,
+    )
+    return {"token": token}
+
+
+def _local_sign_in(services: ServicesDep) -> bool:
+    settings = services.settings
+    return settings.mode == "local" and settings.jwt_secret is not None

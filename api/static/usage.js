@@ -1,0 +1,267 @@
+import {
+  ApiError, api, apiJson, escapeHtml, millis, number, percent, signIn, when,
+} from "/ui/static/common.js";
+
+const REFRESH_MS = 30_000;
+const MAX_FAILURES = 3;
+const [, , , projectId, , passId] = location.pathname.split("/").map(decodeURIComponent);
+const base = `/v1/projects/${encodeURIComponent(projectId)}/passes/${encodeURIComponent(passId)}`;
+const $ = (selector) => document.querySelector(selector);
+
+const state = {
+  range: "24h",
+  tz: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
+  filters: {},
+  page: 1,
+  perPage: 25,
+  total: 0,
+  failures: 0,
+  paused: false,
+  exportCursor: null,
+};
+
+$("#pass-title").textContent = passId;
+$("#back").href = `/ui/projects/${encodeURIComponent(projectId)}`;
+
+// -- metrics and chart ---------------------------------------------------------
+
+function latencyLevel(ms) {
+  if (ms == null) return "";
+  return ms < 200 ? "level-green" : ms <= 500 ? "level-yellow" : "level-red";
+}
+
+function renderMetrics(m) {
+  $("#m-total").textContent = number(m.total_requests);
+  $("#m-success").textContent = percent(m.success_rate);
+  const avg = $("#m-avg");
+  avg.textContent = millis(m.avg_latency_ms);
+  avg.className = `value ${latencyLevel(m.avg_latency_ms)}`;
+  $("#m-p95").textContent = millis(m.p95_latency_ms);
+  $("#m-endpoints").textContent = number(m.unique_endpoints);
+  $("#m-errors").textContent = percent(m.error_rate);
+  $("#m-error-warning").hidden = !m.error_rate_warning;
+}
+
+function renderChart(timeline, granularity) {
+  const svg = $("#chart");
+  const width = svg.clientWidth || 800;
+  const height = svg.clientHeight || 260;
+  const pad = { left: 48, right: 48, top: 12, bottom: 28 };
+  const innerW = width - pad.left - pad.right;
+  const innerH = height - pad.top - pad.bottom;
+  const maxTotal = Math.max(1, ...timeline.map((b) => b.total_requests));
+  const step = innerW / Math.max(1, timeline.length - 1);
+  const x = (i) => pad.left + i * step;
+  const yLeft = (v) => pad.top + innerH - (v / maxTotal) * innerH;
+  const yRight = (pct) => pad.top + innerH - (pct / 100) * innerH;
+  const line = (points) => points.map(([px, py], i) => `${i ? "L" : "M"}${px.toFixed(1)},${py.toFixed(1)}`).join("");
+  const totals = timeline.map((b, i) => [x(i), yLeft(b.total_requests)]);
+  const rates = timeline
+    .map((b, i) => (b.success_rate == null ? null : [x(i), yRight(b.success_rate * 100)]))
+    .filter(Boolean);
+  const label = (iso) => {
+    const d = new Date(iso);
+    return granularity === "hour"
+      ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", timeZone: state.tz })
+      : d.toLocaleDateString([], { month: "short", day: "numeric", timeZone: state.tz });
+  };
+  const every = Math.ceil(timeline.length / Math.max(2, Math.floor(innerW / 70)));
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.innerHTML = `
+    <g class="axis" font-size="11" fill="#57606a">
+      <text x="${pad.left - 6}" y="${pad.top + 4}" text-anchor="end">${number(maxTotal)}</text>
+      <text x="${pad.left - 6}" y="${pad.top + innerH}" text-anchor="end">0</text>
+      <text x="${width - pad.right + 6}" y="${pad.top + 4}">100%</text>
+      <text x="${width - pad.right + 6}" y="${pad.top + innerH}">0%</text>
+      ${timeline.map((b, i) => (i % every ? "" : `<text x="${x(i)}" y="${height - 8}" text-anchor="middle">${escapeHtml(label(b.bucket_start))}</text>`)).join("")}
+    </g>
+    <line x1="${pad.left}" x2="${width - pad.right}" y1="${pad.top + innerH}" y2="${pad.top + innerH}" stroke="#d0d7de"/>
+    <path d="${line(totals)}" fill="none" stroke="var(--blue)" stroke-width="2" data-series="total_requests"/>
+    <path d="${line(rates)}" fill="none" stroke="var(--green)" stroke-width="2" stroke-dasharray="4 2" data-series="success_rate"/>
+    ${timeline.map((b, i) => `<rect class="hit" data-index="${i}" tabindex="0"
+        aria-label="${escapeHtml(label(b.bucket_start))}: ${b.total_requests} requests"
+        x="${x(i) - step / 2}" y="${pad.top}" width="${Math.max(step, 4)}" height="${innerH}" fill="transparent"/>`).join("")}`;
+  const tooltip = $("#tooltip");
+  const show = (event) => {
+    const b = timeline[Number(event.target.dataset.index)];
+    tooltip.innerHTML = `<strong>${escapeHtml(label(b.bucket_start))}</strong><br>
+      Total requests: <span data-field="total_requests">${number(b.total_requests)}</span><br>
+      Success: <span data-field="success_count">${number(b.success_count)}</span><br>
+      Errors: <span data-field="error_count">${number(b.error_count)}</span><br>
+      Avg latency: <span data-field="avg_latency_ms">${millis(b.avg_latency_ms)}</span>`;
+    tooltip.hidden = false;
+    const box = event.target.getBBox();
+    tooltip.style.left = `${Math.min(box.x + box.width, width - 180)}px`;
+    tooltip.style.top = `${pad.top}px`;
+  };
+  svg.querySelectorAll("rect.hit").forEach((rect) => {
+    rect.addEventListener("mouseenter", show);
+    rect.addEventListener("focus", show);
+    rect.addEventListener("mouseleave", () => { tooltip.hidden = true; });
+    rect.addEventListener("blur", () => { tooltip.hidden = true; });
+  });
+}
+
+async function loadUsage() {
+  const params = new URLSearchParams({ range: state.range, tz: state.tz });
+  const usage = await apiJson(`${base}/usage?${params}`);
+  renderMetrics(usage.metrics);
+  renderChart(usage.timeline, usage.granularity);
+  return usage;
+}
+
+// -- activity log ----------------------------------------------------------------
+
+function filterParams() {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(state.filters)) if (value) params.set(key, value);
+  // The date inputs pick whole days: the end day is included (the API's end is exclusive).
+  if (params.get("end_date")) {
+    const next = new Date(`${params.get("end_date")}T00:00:00Z`);
+    next.setUTCDate(next.getUTCDate() + 1);
+    params.set("end_date", next.toISOString().slice(0, 10));
+  }
+  return params;
+}
+
+function renderRows(items) {
+  const tbody = $("#log tbody");
+  tbody.innerHTML = items.map((row, i) => `
+    <tr data-event-id="${escapeHtml(row.event_id)}">
+      <td><button type="button" class="expand" aria-expanded="false" aria-controls="details-${i}"
+          aria-label="Show details">+</button></td>
+      <td>${escapeHtml(when(row.started_at))}</td>
+      <td>${escapeHtml(row.endpoint)}</td>
+      <td>${escapeHtml(row.http_method)}</td>
+      <td class="${row.success ? "ok" : "fail"}" aria-label="${row.success ? "Success" : "Failed"}">${row.success ? "✓" : "✗"}</td>
+      <td>${millis(row.duration_ms)}</td>
+      <td>${escapeHtml(row.client_ip ?? "—")}</td>
+    </tr>
+    <tr class="details" id="details-${i}" hidden><td colspan="7"><dl>
+      <dt>User agent</dt><dd>${escapeHtml(row.user_agent ?? "—")}</dd>
+      <dt>Status code</dt><dd>${escapeHtml(row.status_code ?? "—")}</dd>
+      <dt>Error message</dt><dd>${escapeHtml(row.error_message ?? "—")}</dd>
+      <dt>Metadata</dt><dd><pre>${escapeHtml(JSON.stringify(row.metadata, null, 2))}</pre></dd>
+    </dl></td></tr>`).join("");
+  tbody.querySelectorAll("button.expand").forEach((button) => {
+    button.addEventListener("click", () => {
+      const details = document.getElementById(button.getAttribute("aria-controls"));
+      details.hidden = !details.hidden;
+      button.setAttribute("aria-expanded", String(!details.hidden));
+      button.textContent = details.hidden ? "+" : "−";
+    });
+  });
+}
+
+async function loadActivity() {
+  const params = filterParams();
+  params.set("page", state.page);
+  params.set("per_page", state.perPage);
+  let body;
+  try {
+    body = await apiJson(`${base}/activity?${params}`);
+    $("#filter-error").hidden = true;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 422) {
+      $("#filter-error").textContent = error.message;
+      $("#filter-error").hidden = false;
+      return;
+    }
+    throw error;
+  }
+  state.total = body.total;
+  renderRows(body.items);
+  const pages = Math.max(1, Math.ceil(body.total / state.perPage));
+  $("#page-info").textContent = `Page ${state.page} of ${pages} · ${number(body.total)} records`;
+  $("#prev").disabled = state.page <= 1;
+  $("#next").disabled = state.page >= pages;
+}
+
+// -- export ------------------------------------------------------------------------
+
+async function exportBatch(cursor) {
+  const params = filterParams();
+  params.set("format", $("#export-format").value);
+  if (cursor) params.set("cursor", cursor);
+  const response = await api(`${base}/activity/export?${params}`);
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition"))[1];
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  const truncated = response.headers.get("X-Export-Truncated") === "true";
+  state.exportCursor = truncated ? response.headers.get("X-Next-Cursor") : null;
+  const status = $("#export-status");
+  status.hidden = false;
+  status.textContent = truncated
+    ? `${number(response.headers.get("X-Total-Count"))} records match: this file holds ${number(response.headers.get("X-Export-Rows"))}. Exports are limited to 10,000 records; download the next batch to continue.`
+    : `Exported ${number(response.headers.get("X-Export-Rows"))} records (${name}).`;
+  $("#export-next").hidden = !truncated;
+}
+
+// -- refresh -------------------------------------------------------------------------
+
+function setRefreshStatus(text) {
+  const status = $("#refresh-status");
+  status.textContent = text || "";
+  status.hidden = !text;
+}
+
+async function refresh({ manual = false } = {}) {
+  if (manual) {
+    state.failures = 0;
+    state.paused = false;
+    setRefreshStatus("");
+  }
+  try {
+    await Promise.all([loadUsage(), loadActivity()]);
+    state.failures = 0;
+    $("#updated").textContent = new Date().toLocaleTimeString();
+    $("#updated").dateTime = new Date().toISOString();
+  } catch (error) {
+    state.failures += 1;
+    if (state.failures >= MAX_FAILURES) {
+      state.paused = true;
+      setRefreshStatus(`Auto-refresh paused after ${MAX_FAILURES} failed refreshes (${error.message}). Refresh manually or reopen the page to resume.`);
+    } else {
+      setRefreshStatus(`Refresh failed (${error.message}); retrying.`);
+    }
+  }
+}
+
+function tick() {
+  if (!$("#auto").checked || state.paused || document.hidden) return;
+  refresh();
+}
+
+// -- wiring ----------------------------------------------------------------------------
+
+signIn($("#auth"), projectId, () => {
+  $("#main").hidden = false;
+  $("#range").addEventListener("change", (e) => { state.range = e.target.value; refresh(); });
+  $("#refresh").addEventListener("click", () => refresh({ manual: true }));
+  $("#filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.filters = Object.fromEntries(new FormData(e.target));
+    state.page = 1;
+    loadActivity();
+  });
+  $("#clear").addEventListener("click", () => {
+    $("#filters").reset();
+    state.filters = {};
+    state.page = 1;
+    loadActivity();
+  });
+  $("#prev").addEventListener("click", () => { state.page -= 1; loadActivity(); });
+  $("#next").addEventListener("click", () => { state.page += 1; loadActivity(); });
+  $("#per-page").addEventListener("change", (e) => { state.perPage = Number(e.target.value); state.page = 1; loadActivity(); });
+  $("#export").addEventListener("click", () => exportBatch(null));
+  $("#export-next").addEventListener("click", () => exportBatch(state.exportCursor));
+  document.addEventListener("visibilitychange", () => {
+    document.body.dataset.refresh = document.hidden ? "hidden" : "visible";
+  });
+  refresh();
+  setInterval(tick, REFRESH_MS);
+});

@@ -1,0 +1,86 @@
+"""Shared pieces of the benchmarks: synthetic events, topic filling, process memory."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from sentinel_usage.core.wire import BATCH_SCHEMA
+
+ENDPOINTS = ["/v1/items/{id}", "/v1/orders", "/v1/search", "/v1/users/{id}", "/v1/reports"]
+
+
+def events(n: int, passes: int, seed: int = 1, project: str = "bench") -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        status = 500 if rng.random() < 0.03 else 200
+        out.append(
+            {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "project_id": project,
+                "pass_id": f"SP-{i % passes}",
+                "client_id": "agent-1",
+                "activity_type": "token_generation" if i % 20 == 0 else "api_request",
+                "started_at": (now - timedelta(seconds=rng.uniform(0, 3600))).isoformat(
+                    timespec="milliseconds"
+                ),
+                "endpoint": ENDPOINTS[i % len(ENDPOINTS)],
+                "http_method": "GET",
+                "status_code": status,
+                "duration_ms": round(rng.lognormvariate(4.5, 0.8), 3),
+                "client_ip": "203.0.113.9",
+                "user_agent": "agent/1.0",
+            }
+        )
+    return out
+
+
+async def fill_topic(
+    bootstrap: str, topic: str, items: list[dict[str, Any]], per_message: int
+) -> int:
+    """Write `items` as envelopes of `per_message` events of one pass (or bare events
+    when per_message is 1); returns the number of messages."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_request_size=4 * 1024 * 1024,
+        max_batch_size=1024 * 1024,
+    )  # fmt: skip
+    await producer.start()
+    by_pass: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        by_pass.setdefault(item["pass_id"], []).append(item)
+    sent = 0
+    try:
+        futures = []
+        for pass_id, mine in by_pass.items():
+            for start in range(0, len(mine), per_message):
+                chunk = mine[start : start + per_message]
+                value = (
+                    orjson.dumps(chunk[0])
+                    if per_message == 1
+                    else orjson.dumps({"schema": BATCH_SCHEMA, "events": chunk})
+                )
+                futures.append(await producer.send(topic, value, key=pass_id.encode()))
+                sent += 1
+                if len(futures) >= 2000:
+                    await asyncio.gather(*futures)
+                    futures = []
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
