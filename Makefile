@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint rules format unit integration e2e bench clean system-packages
+.PHONY: run test lint rules format unit integration e2e bench bench-export clean system-packages
 
 # Debian packages the tests need: promtool (package prometheus) and chromium (the
 # browser tests drive /usr/bin/chromium with Playwright; Playwright's own browser
@@ -59,7 +59,12 @@ e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
 
 # Benchmarks print figures; they are not part of `make test`.
+# The whole pipeline (see bench/pipeline_bench.py); its last line is the `bench:` summary.
 bench: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/pipeline_bench.py
+
+# 10,000-row exports in each format over a 1,000,000-row log.
+bench-export: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/export_bench.py
 
 clean:

@@ -56,7 +56,7 @@ async def ingest_events(
             body, request.headers.get("content-type"), limits.max_request_events
         )
     except TooManyEventsError as exc:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     except BodyError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     valid, rejected = await asyncio.to_thread(_validate_all, items, services.validator, principal)
@@ -106,7 +106,7 @@ def _validate_all(
 
 async def _read_limited(request: Request, limit: int) -> bytes:
     too_large = HTTPException(
-        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        status.HTTP_413_CONTENT_TOO_LARGE,
         f"request body exceeds {limit} bytes ({limit / 1024 / 1024:g} MiB)",
     )
     declared = request.headers.get("content-length")
