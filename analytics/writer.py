@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, Final
 
-import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
+from sentinel_usage.core.columns import EVENT_SCHEMA, events_table
 from sentinel_usage.core.errors import DependencyUnavailableError
-from sentinel_usage.core.events import UsageEvent, event_time
+from sentinel_usage.core.events import UsageEvent
 
 COLUMNS: Final = (
     "project_id",
@@ -32,16 +32,8 @@ COLUMNS: Final = (
 )
 
 
-EventIdentity = tuple[str, str, datetime, uuid.UUID]
-
-
-def identity(event: UsageEvent) -> EventIdentity:
-    """What makes two events the same one: the table's deduplication key."""
-    return (event.project_id, event.pass_id, event.started_at, event.event_id)
-
-
 class ActivityLogWriter:
-    """Inserts events as one block per call.
+    """Inserts events as one Arrow block per call.
 
     Blocking (run it in a thread from async code). Raises
     DependencyUnavailableError when ClickHouse cannot be reached (the caller
@@ -53,70 +45,64 @@ class ActivityLogWriter:
         self._client = client
         self._probe_ready = False
 
-    def write(self, events: Sequence[UsageEvent]) -> int:
-        if not events:
+    def write(self, events: pa.Table | Sequence[UsageEvent]) -> int:
+        """Insert `events`: a table of core.columns.EVENT_SCHEMA (extra columns are
+        ignored), or event objects."""
+        table = events if isinstance(events, pa.Table) else events_table(events)
+        if table.num_rows == 0:
             return 0
-        columns: list[list[Any]] = [
-            [e.project_id for e in events],
-            [e.pass_id for e in events],
-            [e.started_at for e in events],
-            [e.event_id for e in events],
-            [e.client_id for e in events],
-            [e.activity_type for e in events],
-            [e.endpoint for e in events],
-            [e.http_method for e in events],
-            [e.status_code for e in events],
-            [e.success for e in events],
-            [e.duration_ms for e in events],
-            [e.client_ip or "" for e in events],
-            [e.user_agent or "" for e in events],
-            [e.error_message or "" for e in events],
-            [orjson.dumps(e.metadata).decode() for e in events],
-        ]
+        empty_if_null = {"client_ip", "user_agent", "error_message"}
+        block = pa.table(
+            {
+                name: pc.fill_null(table.column(name), "")
+                if name in empty_if_null
+                else table.column(name)
+                for name in COLUMNS
+            }
+        )
         try:
-            self._client.insert("activity_log", columns, column_names=COLUMNS, column_oriented=True)
+            self._client.insert_arrow("activity_log", block)
         except UNAVAILABLE_ERRORS as exc:
             raise DependencyUnavailableError(f"ClickHouse insert failed: {exc}") from exc
-        return len(events)
+        return int(table.num_rows)
 
-    def existing(self, events: Sequence[UsageEvent]) -> set[EventIdentity]:
-        """The identities among `events` that the log already holds (a resent event,
-        or a record redelivered after its rows were inserted).
+    def existing(self, events: pa.Table) -> pa.Table:
+        """The identities (IDENTITY columns) among `events` that the log already holds
+        (a resent event, or a record redelivered after its rows were inserted).
 
         The candidate ids travel in a session-scoped temporary table: binding tens
         of thousands of values as query parameters costs ~5 us each in
         clickhouse-connect (measured), ten times the insert and the lookup together;
         and a tuple-IN over (project, pass, started_at, event_id) with 50k keys
         did not finish in minutes on chDB. The lookup narrows by pass and time
-        (the sort key), then matches ids; exact identities are compared here.
+        (the sort key), then matches ids; the caller compares exact identities.
         """
-        if not events:
-            return set()
-        wanted = {identity(e) for e in events}
+        if events.num_rows == 0:
+            return _EMPTY_IDENTITIES
+        started = pc.min_max(events.column("started_at"))
         try:
             self._ensure_probe()
             self._client.command("TRUNCATE TABLE dedup_probe")
-            self._client.insert(
-                "dedup_probe", [[key[3] for key in wanted]], column_names=["event_id"],
-                column_oriented=True,
-            )  # fmt: skip
-            rows = self._client.query(
-                "SELECT project_id, pass_id, started_at, event_id FROM activity_log "
+            self._client.insert_arrow(
+                "dedup_probe", pa.table({"event_id": pc.unique(events.column("event_id"))})
+            )
+            found = self._client.query_arrow(
+                "SELECT project_id, pass_id, started_at, toString(event_id) AS event_id "
+                "FROM activity_log "
                 "WHERE project_id IN {projects:Array(String)} "
                 "AND pass_id IN {passes:Array(String)} "
                 "AND started_at BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
                 "AND event_id IN (SELECT event_id FROM dedup_probe)",
                 parameters={
-                    "projects": sorted({key[0] for key in wanted}),
-                    "passes": sorted({key[1] for key in wanted}),
-                    "lo": min(key[2] for key in wanted),
-                    "hi": max(key[2] for key in wanted),
+                    "projects": pc.unique(events.column("project_id")).to_pylist(),
+                    "passes": pc.unique(events.column("pass_id")).to_pylist(),
+                    "lo": started["min"].as_py(),
+                    "hi": started["max"].as_py(),
                 },
-            ).result_rows
+            )
         except UNAVAILABLE_ERRORS as exc:
             raise DependencyUnavailableError(f"ClickHouse lookup failed: {exc}") from exc
-        found = {(p, s, event_time(t), u) for p, s, t, u in rows}
-        return found & wanted
+        return found.cast(_IDENTITY_SCHEMA)
 
     def _ensure_probe(self) -> None:
         if not self._probe_ready:
@@ -124,3 +110,19 @@ class ActivityLogWriter:
                 "CREATE TEMPORARY TABLE IF NOT EXISTS dedup_probe (event_id UUID) ENGINE = Memory"
             )
             self._probe_ready = True
+
+
+# What makes two events the same one: the table's deduplication key.
+IDENTITY: Final = ("project_id", "pass_id", "started_at", "event_id")
+_IDENTITY_SCHEMA: Final = pa.schema([EVENT_SCHEMA.field(name) for name in IDENTITY])
+_EMPTY_IDENTITIES: Final = _IDENTITY_SCHEMA.empty_table()
+
+
+def identity_keys(table: pa.Table) -> pa.Array:
+    """Each row's identity as one string (for set operations in Arrow)."""
+    keys = pc.binary_join_element_wise(
+        table.column("project_id"), table.column("pass_id"),
+        table.column("started_at").cast(pa.int64()).cast(pa.string()),
+        table.column("event_id"), "\x1f",
+    )  # fmt: skip
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys

@@ -20,6 +20,10 @@ def normalise_endpoint(raw: str) -> str:
     become `{id}`.
     """
     path = raw.split("?", 1)[0].split("#", 1)[0].strip()
+    # Trailing slashes go before the segments are read, and with the spaces
+    # they expose ("0 /" is "/0"), so that normalising twice changes nothing.
+    while len(path) > 1 and path.endswith("/"):
+        path = path[:-1].rstrip()
     if not path.startswith("/"):
         path = "/" + path
     segments = []
@@ -28,7 +32,4 @@ def normalise_endpoint(raw: str) -> str:
             segments.append("{id}")
         else:
             segments.append(segment)
-    normalised = "/" + "/".join(segments)
-    if len(normalised) > 1 and normalised.endswith("/"):
-        normalised = normalised.rstrip("/") or "/"
-    return normalised
+    return "/" + "/".join(segments)

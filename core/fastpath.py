@@ -42,12 +42,12 @@ _REQUIRED: Final = frozenset(
 
 
 @lru_cache(maxsize=65_536)
-def _endpoint(raw: str) -> str:
+def cached_endpoint(raw: str) -> str:
     return normalise_endpoint(raw)
 
 
 @lru_cache(maxsize=65_536)
-def _ip(raw: str) -> str | None:
+def cached_ip(raw: str) -> str | None:
     try:
         return ip_address(raw).compressed
     except ValueError:
@@ -117,7 +117,7 @@ def fast_validate(raw: Any, policy: ValidationPolicy, now: datetime) -> UsageEve
     if client_ip is not None:
         if type(client_ip) is not str:
             return None
-        client_ip = _ip(client_ip.strip())
+        client_ip = cached_ip(client_ip.strip())
         if client_ip is None:
             return None
     user_agent, error_message = raw.get("user_agent"), raw.get("error_message")
@@ -137,7 +137,7 @@ def fast_validate(raw: Any, policy: ValidationPolicy, now: datetime) -> UsageEve
         client_id=client_id,
         activity_type=activity_type,
         started_at=started_at,
-        endpoint=_endpoint(endpoint),
+        endpoint=cached_endpoint(endpoint),
         http_method=method.upper(),
         status_code=status,
         success=success,

@@ -13,9 +13,11 @@ Quantile definition: the value at rank floor(q * (n - 1)) of the sorted values
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+import numpy as np
 from ddsketch.mapping import LogarithmicMapping
 
 # Half of the 1% the product promises, so that rank conventions and float
@@ -24,6 +26,28 @@ RELATIVE_ACCURACY: Final = 0.005
 MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
 # Durations below a microsecond are counted as zero.
 MIN_INDEXABLE_MS: Final = 1e-3
+# What `sketch_keys` gives for a value counted as zero.
+ZERO_KEY: Final = np.iinfo(np.int64).min
+
+
+def sketch_keys(values_ms: np.ndarray) -> np.ndarray:
+    """`MAPPING.key` of each value (ZERO_KEY below MIN_INDEXABLE_MS), vectorised.
+
+    numpy's log may differ from the C library's by an ulp, which matters only
+    where log_gamma(v) is within rounding of an integer (a bucket boundary):
+    those few values are recomputed with ddsketch itself, so every key is the
+    one `LatencySketch.add` gives.
+    """
+    keys = np.full(len(values_ms), ZERO_KEY, dtype=np.int64)
+    indexable = values_ms >= MIN_INDEXABLE_MS
+    values = values_ms[indexable]
+    exact = np.log(values) / math.log(2) * MAPPING._multiplier
+    computed = np.ceil(exact).astype(np.int64)
+    close = np.abs(exact - np.rint(exact)) < 1e-6
+    if close.any():
+        computed[close] = [MAPPING.key(float(v)) for v in values[close]]
+    keys[indexable] = computed
+    return keys
 
 
 class LatencySketch:

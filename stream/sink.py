@@ -26,14 +26,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 
 from sentinel_usage.analytics.rollups import RollupStore
-from sentinel_usage.analytics.writer import ActivityLogWriter, identity
+from sentinel_usage.analytics.writer import ActivityLogWriter, identity_keys
 from sentinel_usage.core.aggregate import WindowState
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import DependencyUnavailableError
-from sentinel_usage.core.events import EventValidator, UsageEvent
+from sentinel_usage.core.events import EventValidator
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord, decode_records
 from sentinel_usage.stream.metrics import (
     DEAD_LETTERS,
@@ -102,51 +105,59 @@ class UsageSink:
             await self._retry(self._rollups.write, self._windows.resident())
             self._started = True
         decoded = decode_records(list(records), self._validator)
-        fresh = await self._fresh(list(zip(decoded.events, decoded.sources, strict=True)))
+        fresh = await self._fresh(decoded.table)
 
-        keys = self._windows.keys_of([event for event, _ in fresh])
+        keys = self._windows.keys_of(fresh)
         loaded = await self._retry(self._rollups.load, self._windows.missing(keys))
         changed = self._windows.apply(fresh, loaded)
         await self._flush_changelog()
 
-        await self._retry(self._writer.write, [event for event, _ in fresh])
+        await self._retry(self._writer.write, fresh)
         await self._retry(self._rollups.write, changed)
         for dead in decoded.dead_letters:
             await self._dead_letter(dead)
         await self._maybe_evict()
 
-        self._observe([event for event, _ in fresh])
-        EVENTS_WRITTEN.inc(len(fresh))
+        self._observe(fresh)
+        EVENTS_WRITTEN.inc(fresh.num_rows)
         WINDOWS_WRITTEN.inc(len(changed))
         SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
-        return len(fresh)
+        return int(fresh.num_rows)
 
-    def _observe(self, events: list[UsageEvent]) -> None:
-        counts: dict[tuple[str, str], list[int]] = {}
-        for event in events:
-            if event.activity_type == "token_generation":
-                continue
-            pair = counts.setdefault((event.project_id, event.pass_id), [0, 0])
-            pair[0] += 1
-            pair[1] += 0 if event.success else 1
+    def _observe(self, events: pa.Table) -> None:
+        if events.num_rows == 0:
+            return
+        requests = events.filter(pc.not_equal(events.column("activity_type"), "token_generation"))
+        counts = (
+            requests.append_column(
+                "error", pc.cast(pc.invert(requests.column("success")), pa.int64())
+            )
+            .group_by(["project_id", "pass_id"])
+            .aggregate([("error", "count"), ("error", "sum")])
+        )
         now = self._clock.now()
-        for (project_id, pass_id), (requests, errors) in counts.items():
-            self._pass_metrics.observe(project_id, pass_id, requests, errors, now)
+        for project_id, pass_id, requested, errors in zip(
+            *(counts.column(c).to_pylist()
+              for c in ("project_id", "pass_id", "error_count", "error_sum")),
+            strict=True,
+        ):  # fmt: skip
+            self._pass_metrics.observe(project_id, pass_id, requested, errors, now)
 
-    async def _fresh(
-        self, items: list[tuple[UsageEvent, SourceRecord]]
-    ) -> list[tuple[UsageEvent, SourceRecord]]:
-        stored = await self._retry(self._writer.existing, [event for event, _ in items])
-        fresh = []
-        seen = set(stored)
-        for event, source in items:
-            key = identity(event)
-            if key in seen:
-                continue
-            seen.add(key)
-            fresh.append((event, source))
-        DUPLICATES_DROPPED.inc(len(items) - len(fresh))
-        return fresh
+    async def _fresh(self, events: pa.Table) -> pa.Table:
+        """`events` without repeats within the batch (the first is kept) and without
+        those the activity log already holds."""
+        total = events.num_rows
+        keys = identity_keys(events)
+        if pc.count_distinct(events.column("event_id")).as_py() < total:
+            first = np.unique(pc.dictionary_encode(keys).indices.to_numpy(), return_index=True)[1]
+            first.sort()
+            events, keys = events.take(pa.array(first)), keys.take(pa.array(first))
+        stored = await self._retry(self._writer.existing, events)
+        if stored.num_rows:
+            kept = pc.invert(pc.is_in(keys, value_set=identity_keys(stored)))
+            events = events.filter(kept)
+        DUPLICATES_DROPPED.inc(total - events.num_rows)
+        return events
 
     async def _dead_letter(self, dead: DeadLetter) -> None:
         await self._send_dead_letter(dead)

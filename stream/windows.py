@@ -16,11 +16,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Final, NamedTuple, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sentinel_usage.core.aggregate import WindowKey, WindowState
+from sentinel_usage.core.columns import events_table
 from sentinel_usage.core.events import UsageEvent
-from sentinel_usage.core.windows import window_start
+from sentinel_usage.core.sketch import ZERO_KEY, sketch_keys
+from sentinel_usage.core.windows import EPOCH, window_start
 from sentinel_usage.stream.decode import SourceRecord
 
 
@@ -43,9 +49,17 @@ class UsageWindows:
     def __init__(self, store: WindowStore, policy: WindowPolicy = WindowPolicy()) -> None:
         self._store = store
         self._policy = policy
+        self._step_ms = policy.size // timedelta(milliseconds=1)
 
-    def keys_of(self, events: Sequence[UsageEvent]) -> set[WindowKey]:
-        return {self._key(e) for e in events}
+    def keys_of(self, events: pa.Table | Sequence[UsageEvent]) -> set[WindowKey]:
+        """The windows `events` (a table of core.columns.EVENT_SCHEMA, or objects) fall in."""
+        if not isinstance(events, pa.Table):
+            return {self._key(e) for e in events}
+        keys = _with_window(events, self._step_ms).group_by(list(_KEY)).aggregate([])
+        return {
+            WindowKey(p, s, EPOCH + timedelta(milliseconds=w))
+            for p, s, w in zip(*(keys.column(k).to_pylist() for k in _KEY), strict=True)
+        }
 
     def missing(self, keys: Iterable[WindowKey]) -> list[WindowKey]:
         """Keys whose state must be loaded from the rollups before `apply`."""
@@ -53,28 +67,36 @@ class UsageWindows:
 
     def apply(
         self,
-        items: Sequence[tuple[UsageEvent, SourceRecord]],
+        items: pa.Table | Sequence[tuple[UsageEvent, SourceRecord]],
         loaded: dict[WindowKey, WindowState],
     ) -> list[WindowState]:
         """Add each event to its window unless its record was applied before; write
-        the changed windows to the store and return them."""
-        states: dict[WindowKey, WindowState] = {}
-        watermarks: dict[WindowKey, int] = {}
-        for event, source in items:
-            key = self._key(event)
-            state = states.get(key)
-            if state is None:
-                state = self._state(key, loaded)
-                states[key] = state
-                watermarks[key] = (
-                    state.last_offset if state.source_partition == source.partition else -1
-                )
-            if source.offset <= watermarks[key]:
-                continue  # a redelivered record: already in this window
-            state.aggregate.add(event)
-            state.source_partition = source.partition
-            state.last_offset = max(state.last_offset, source.offset)
-        changed = [s for k, s in states.items() if s.last_offset > watermarks[k]]
+        the changed windows to the store and return them.
+
+        `items` is a table of core.columns.EVENT_SCHEMA with `source_partition` and
+        `source_offset` (the sink's form), or (event, record) pairs."""
+        table = items if isinstance(items, pa.Table) else _pairs_table(items)
+        if table.num_rows == 0:
+            return []
+        table = _with_window(table, self._step_ms)
+        groups = _group_ids(table)
+        first = np.unique(groups.ids, return_index=True)[1]
+        states: list[WindowState] = []
+        watermarks = np.empty(len(groups.keys), dtype=np.int64)
+        partitions = table.column("source_partition").to_numpy()
+        for gid, key in enumerate(groups.keys):
+            state = self._state(key, loaded)
+            states.append(state)
+            partition = int(partitions[first[gid]])
+            watermarks[gid] = state.last_offset if state.source_partition == partition else -1
+        offsets = table.column("source_offset").to_numpy()
+        new = offsets > watermarks[groups.ids]  # a record at or below: a redelivery
+        if not new.all():
+            table = table.filter(pa.array(new))
+            gids = groups.ids[new]
+        else:
+            gids = groups.ids
+        changed = [states[g] for g in _add(table, gids, states).tolist()]
         for state in changed:
             self._store.put(state.key.encode(), state.to_bytes(), state.source_partition)
         return changed
@@ -105,6 +127,114 @@ class UsageWindows:
         if key in loaded:
             return loaded[key]
         return WindowState(*key, window_seconds=int(self._policy.size.total_seconds()))
+
+
+_KEY: Final = ("project_id", "pass_id", "window_ms")
+
+
+def _with_window(table: pa.Table, step_ms: int) -> pa.Table:
+    """`table` with `window_ms`, the start of each event's window in epoch milliseconds."""
+    millis = table.column("started_at").cast(pa.int64()).to_numpy()
+    return table.append_column("window_ms", pa.array(millis - millis % step_ms))
+
+
+class _Groups(NamedTuple):
+    keys: list[WindowKey]
+    ids: np.ndarray  # per row, the index of its key
+
+
+def _group_ids(table: pa.Table) -> _Groups:
+    joined = pc.binary_join_element_wise(
+        table.column("project_id"), table.column("pass_id"),
+        table.column("window_ms").cast(pa.string()), "\x1f",
+    )  # fmt: skip
+    encoded = pc.dictionary_encode(joined).combine_chunks()
+    keys = []
+    for text in encoded.dictionary.to_pylist():
+        project_id, pass_id, millis = text.split("\x1f")
+        keys.append(WindowKey(project_id, pass_id, EPOCH + timedelta(milliseconds=int(millis))))
+    return _Groups(keys, encoded.indices.to_numpy())
+
+
+def _add(table: pa.Table, gids: np.ndarray, states: list[WindowState]) -> np.ndarray:
+    """Add the rows of `table` (row i to `states[gids[i]]`); return the ids changed."""
+    if table.num_rows == 0:
+        return np.empty(0, dtype=np.int64)
+    n = len(states)
+    success = table.column("success").to_numpy(zero_copy_only=False)
+    request = pc.not_equal(table.column("activity_type"), "token_generation").to_numpy(
+        zero_copy_only=False
+    )
+    duration = table.column("duration_ms").to_numpy()
+    started = table.column("started_at").cast(pa.int64()).to_numpy()
+    offsets = table.column("source_offset").to_numpy()
+    partitions = table.column("source_partition").to_numpy()
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(gids[mask], minlength=n)
+
+    rows = np.bincount(gids, minlength=n)
+    requests, successes = count(request), count(request & success)
+    tokens, token_failures = count(~request), count(~request & ~success)
+    latency_sum = np.bincount(gids[request], weights=duration[request], minlength=n)
+    latency_max = np.full(n, -np.inf)
+    np.maximum.at(latency_max, gids[request], duration[request])
+    last_ms = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last_ms, gids, started)
+    last_offset = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last_offset, gids, offsets)
+    partition = np.zeros(n, dtype=np.int64)
+    partition[gids] = partitions  # the last row's (a pass's rows share one partition)
+
+    keys = sketch_keys(duration[request])
+    sketch_groups = gids[request]
+    zero = keys == ZERO_KEY
+    zero_counts = np.bincount(sketch_groups[zero], minlength=n)
+    bins = _pair_counts(sketch_groups[~zero], keys[~zero])
+    endpoints = pc.dictionary_encode(table.column("endpoint")).combine_chunks()
+    names = endpoints.dictionary.to_pylist()
+    endpoint_counts = _pair_counts(gids[request], endpoints.indices.to_numpy()[request])
+
+    changed = np.flatnonzero(rows)
+    for g in changed.tolist():
+        a = states[g].aggregate
+        if requests[g]:
+            a.total_requests += int(requests[g])
+            a.success_count += int(successes[g])
+            a.error_count += int(requests[g] - successes[g])
+            a.latency_sum_ms += float(latency_sum[g])
+            a.latency_count += int(requests[g])
+            a.latency_max_ms = max(a.latency_max_ms, float(latency_max[g]))
+            a.sketch.zero_count += int(zero_counts[g])
+        a.token_generations += int(tokens[g])
+        a.token_failures += int(token_failures[g])
+        last = EPOCH + timedelta(milliseconds=int(last_ms[g]))
+        if a.last_event_at is None or last > a.last_event_at:
+            a.last_event_at = last
+        states[g].source_partition = int(partition[g])
+        states[g].last_offset = max(states[g].last_offset, int(last_offset[g]))
+    for g, key, c in bins:
+        sketch_bins = states[g].aggregate.sketch.bins
+        sketch_bins[key] = sketch_bins.get(key, 0) + c
+    for g, index, c in endpoint_counts:
+        counts = states[g].aggregate.endpoint_counts
+        counts[names[index]] = counts.get(names[index], 0) + c
+    return changed
+
+
+def _pair_counts(groups: np.ndarray, values: np.ndarray) -> list[tuple[int, int, int]]:
+    """(group, value, occurrences) for each distinct pair."""
+    if len(groups) == 0:
+        return []
+    pairs, counts = np.unique(np.stack([groups, values]), axis=1, return_counts=True)
+    return list(zip(pairs[0].tolist(), pairs[1].tolist(), counts.tolist(), strict=True))
+
+
+def _pairs_table(items: Sequence[tuple[UsageEvent, SourceRecord]]) -> pa.Table:
+    table = events_table([event for event, _ in items])
+    return table.append_column(
+        "source_partition", pa.array([s.partition for _, s in items], pa.int32())
+    ).append_column("source_offset", pa.array([s.offset for _, s in items], pa.int64()))
 
 
 class InMemoryWindowStore:

@@ -2,11 +2,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel_usage.core.sketch import LatencySketch
+from sentinel_usage.core.sketch import (
+    MAPPING,
+    MIN_INDEXABLE_MS,
+    ZERO_KEY,
+    LatencySketch,
+    sketch_keys,
+)
 
 durations = st.floats(min_value=0, max_value=86_400_000, allow_nan=False, allow_infinity=False)
 samples = st.lists(durations, min_size=1, max_size=400)
@@ -53,3 +60,20 @@ def test_empty_and_zero() -> None:
     assert LatencySketch.of([0.0, 0.0, 5.0]).quantile(0.5) == 0.0
     with pytest.raises(ValueError, match="quantile"):
         LatencySketch().quantile(1.5)
+
+
+def test_vectorised_keys_are_the_mapping_keys() -> None:
+    rng = np.random.default_rng(7)
+    boundaries = [MAPPING.value(k) for k in range(-800, 2500)]
+    values = np.concatenate(
+        [
+            rng.lognormal(4.5, 2.5, 50_000),
+            rng.random(500) * 2e-3,
+            [0.0, 1e-3, 86_400_000.0],
+            np.array(boundaries),
+            np.nextafter(boundaries, 0),
+            np.nextafter(boundaries, np.inf),
+        ]
+    )
+    expected = [MAPPING.key(float(v)) if v >= MIN_INDEXABLE_MS else ZERO_KEY for v in values]
+    assert sketch_keys(values).tolist() == expected

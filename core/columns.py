@@ -1,0 +1,364 @@
+"""Events as columns: many raw events validated and normalised at once with pyarrow.
+
+`validate_events` gives, for a list of untrusted JSON objects, exactly what
+`EventValidator.validate` gives for each one (the valid events, normalised, and
+each invalid one with its errors), but as an Arrow table built column by column:
+per-event Python work is a few list comprehensions; the checks (identifiers,
+UUIDs, ranges, timestamps) run in Arrow's kernels. A row the vectorised checks do
+not accept (anything unusual: a missing id, a number sent as text, a date form
+other than `YYYY-MM-DDTHH:MM:SS[.f][Z|±HH:MM]`) is validated alone by the model,
+which also gives the precise error. Equivalence with the model is a property
+test (tests/unit/core/test_columns.py).
+
+Why: per-event pydantic objects held the worker near 10k events/s (issue 6's
+profile); this path costs a few microseconds per event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import repeat
+from typing import Any, Final
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sentinel_usage.core.errors import InvalidEventError
+from sentinel_usage.core.events import (
+    ACTIVITY_TYPES,
+    MAX_DURATION_MS,
+    MAX_ENDPOINT_CHARS,
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_USER_AGENT_CHARS,
+    EventValidator,
+    UsageEvent,
+)
+from sentinel_usage.core.fastpath import cached_endpoint, cached_ip
+
+# The validated, normalised form; `row` is the event's index in the input.
+EVENT_SCHEMA: Final = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("event_id", pa.string()),  # canonical: lower-case, hyphenated
+        ("project_id", pa.string()),
+        ("pass_id", pa.string()),
+        ("client_id", pa.string()),
+        ("activity_type", pa.string()),
+        ("started_at", pa.timestamp("ms", tz="UTC")),
+        ("endpoint", pa.string()),
+        ("http_method", pa.string()),
+        ("status_code", pa.int64()),
+        ("success", pa.bool_()),
+        ("duration_ms", pa.float64()),
+        ("client_ip", pa.string()),
+        ("user_agent", pa.string()),
+        ("error_message", pa.string()),
+        ("metadata", pa.string()),  # JSON text
+    ]
+)
+WIRE_FIELDS: Final = frozenset(UsageEvent.model_fields)
+_MISSING: Final = object()
+_IDENTIFIER: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+_UUID: Final = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+_METHOD: Final = r"^[A-Za-z]{1,16}$"
+# The one timestamp form checked here (anything else goes to the model):
+# calendar date, time to the second, 1 to 6 fraction digits, then Z, an offset or nothing.
+_TIMESTAMP: Final = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
+)
+_INT64: Final = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class ValidatedEvents:
+    table: pa.Table  # EVENT_SCHEMA, valid rows in input order
+    rejected: list[tuple[int, InvalidEventError]]  # (input index, errors), in input order
+
+
+def validate_events(raws: Sequence[Any], validator: EventValidator) -> ValidatedEvents:
+    """Every valid event of `raws` as a row of EVENT_SCHEMA; every other one rejected."""
+    n = len(raws)
+    if n == 0:
+        return ValidatedEvents(EVENT_SCHEMA.empty_table(), [])
+    policy = validator.policy
+    now = policy.clock.now()
+    dicts: Sequence[Any] = raws
+    fast = np.ones(n, dtype=bool)
+    if not all(type(raw) is dict for raw in raws) or not set().union(*raws) <= WIRE_FIELDS:
+        fast = np.fromiter(
+            (type(raw) is dict and raw.keys() <= WIRE_FIELDS for raw in raws), bool, n
+        )
+        dicts = [raw if ok else {} for raw, ok in zip(raws, fast, strict=True)]
+
+    def get(name: str, default: Any = None) -> list[Any]:
+        return list(map(dict.get, dicts, repeat(name), repeat(default)))
+
+    columns: dict[str, pa.Array] = {}
+    for name in ("event_id", "project_id", "pass_id", "client_id", "activity_type",
+                 "started_at", "endpoint", "http_method", "client_ip", "user_agent",
+                 "error_message"):  # fmt: skip
+        columns[name], ok = _typed(get(name), pa.string(), _is_str)
+        fast &= ok
+    columns["status_code"], ok = _typed(get("status_code"), pa.int64(), _is_int64)
+    fast &= ok
+    columns["success"], ok = _typed(get("success"), pa.bool_(), _is_bool)
+    fast &= ok
+    columns["duration_ms"], ok = _typed(get("duration_ms"), pa.float64(), _is_number)
+    fast &= ok
+    columns["metadata"], ok = _metadata(get("metadata", _MISSING))
+    fast &= ok
+
+    checks = _checks(columns, now, policy.max_future_skew, policy.retention)
+    fast &= checks.ok
+    table = pa.table(
+        {
+            "row": pa.array(np.arange(n, dtype=np.int64)),
+            "event_id": pc.ascii_lower(columns["event_id"]),
+            "project_id": columns["project_id"],
+            "pass_id": columns["pass_id"],
+            "client_id": columns["client_id"],
+            "activity_type": columns["activity_type"],
+            "started_at": checks.started_at,
+            "endpoint": checks.endpoint,
+            "http_method": pc.ascii_upper(columns["http_method"]),
+            "status_code": columns["status_code"],
+            "success": checks.success,
+            "duration_ms": columns["duration_ms"],
+            "client_ip": checks.client_ip,
+            "user_agent": columns["user_agent"],
+            "error_message": columns["error_message"],
+            "metadata": columns["metadata"],
+        },
+        schema=EVENT_SCHEMA,
+    )
+    if fast.all():
+        return ValidatedEvents(table, [])
+    return _with_slow_rows(table.filter(pa.array(fast)), raws, np.flatnonzero(~fast), validator)
+
+
+def _with_slow_rows(
+    fast: pa.Table, raws: Sequence[Any], slow: np.ndarray, validator: EventValidator
+) -> ValidatedEvents:
+    """Validate the rows the vectorised checks left, one by one, with the model."""
+    events: list[UsageEvent] = []
+    rows: list[int] = []
+    rejected: list[tuple[int, InvalidEventError]] = []
+    for index in slow.tolist():
+        try:
+            events.append(validator.validate(raws[index]))
+            rows.append(index)
+        except InvalidEventError as exc:
+            rejected.append((index, exc))
+    if not events:
+        return ValidatedEvents(fast, rejected)
+    merged = pa.concat_tables([fast, events_table(events, rows)])
+    return ValidatedEvents(merged.sort_by("row"), rejected)
+
+
+def events_table(events: Sequence[UsageEvent], rows: Sequence[int] | None = None) -> pa.Table:
+    """Validated event objects as EVENT_SCHEMA rows (`row` defaults to 0..n-1)."""
+    return pa.table(
+        {
+            "row": pa.array(range(len(events)) if rows is None else rows, pa.int64()),
+            "event_id": [str(e.event_id) for e in events],
+            "project_id": [e.project_id for e in events],
+            "pass_id": [e.pass_id for e in events],
+            "client_id": [e.client_id for e in events],
+            "activity_type": [e.activity_type for e in events],
+            "started_at": [e.started_at for e in events],
+            "endpoint": [e.endpoint for e in events],
+            "http_method": [e.http_method for e in events],
+            "status_code": [e.status_code for e in events],
+            "success": [e.success for e in events],
+            "duration_ms": [e.duration_ms for e in events],
+            "client_ip": [e.client_ip for e in events],
+            "user_agent": [e.user_agent for e in events],
+            "error_message": [e.error_message for e in events],
+            "metadata": [orjson.dumps(e.metadata).decode() for e in events],
+        },
+        schema=EVENT_SCHEMA,
+    )
+
+
+def table_events(table: pa.Table) -> list[UsageEvent]:
+    """EVENT_SCHEMA rows as event objects (for tests and tools; the pipeline stays columnar)."""
+    out = []
+    for row in table.drop_columns(["row"]).to_pylist():
+        row["event_id"] = uuid.UUID(row["event_id"])
+        row["metadata"] = orjson.loads(row["metadata"])
+        out.append(UsageEvent.model_construct(**row))
+    return out
+
+
+# -- columns -----------------------------------------------------------------------
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_int64(value: Any) -> bool:
+    return type(value) is int and _INT64[0] <= value <= _INT64[1]
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _is_number(value: Any) -> bool:
+    # Integers beyond 2**53 have no exact double (and exceed every range here).
+    return (type(value) is float) or (type(value) is int and -(2**53) <= value <= 2**53)
+
+
+def _typed(
+    values: list[Any], arrow_type: pa.DataType, accepts: Callable[[Any], bool]
+) -> tuple[pa.Array, np.ndarray]:
+    """The column, and which rows hold a value of the accepted kind (or null).
+
+    Arrow's conversion is not the model's (it turns True into 1.0 in a float
+    column and 200.0 into 200 in an integer one), so the Python types are
+    checked first; a wrong one sends its row to the model."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kinds <= _KINDS[arrow_type]:
+        try:
+            return pa.array(values, arrow_type), np.ones(len(values), dtype=bool)
+        except (pa.ArrowException, OverflowError):
+            pass  # an integer beyond 64 bits
+    ok = np.fromiter((v is None or accepts(v) for v in values), bool, len(values))
+    cleaned = [v if good else None for v, good in zip(values, ok, strict=True)]
+    return pa.array(cleaned, arrow_type), ok
+
+
+_KINDS: Final[dict[pa.DataType, set[type]]] = {
+    pa.string(): {str},
+    pa.int64(): {int},
+    pa.bool_(): {bool},
+    pa.float64(): {int, float},
+}
+
+
+def _metadata(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+    """`metadata` as JSON text (absent: `{}`); a row whose metadata is not a JSON
+    object within the size limit goes to the model."""
+    n = len(values)
+    if values.count(_MISSING) == n:
+        return pa.array(repeat("{}", n), pa.string()), np.ones(n, dtype=bool)
+    texts: list[str | None] = []
+    ok = np.ones(n, dtype=bool)
+    for index, value in enumerate(values):
+        if value is _MISSING or (type(value) is dict and not value):
+            texts.append("{}")
+            continue
+        text = orjson.dumps(value).decode() if type(value) is dict else None
+        if text is None or len(text.encode()) > MAX_METADATA_BYTES:
+            ok[index] = False
+            text = None
+        texts.append(text)
+    return pa.array(texts, pa.string()), ok
+
+
+@dataclass(frozen=True)
+class _Checked:
+    ok: np.ndarray
+    started_at: pa.Array
+    endpoint: pa.Array
+    success: pa.Array
+    client_ip: pa.Array
+
+
+def _checks(
+    c: dict[str, pa.Array], now: datetime, skew: timedelta, retention: timedelta
+) -> _Checked:
+    conditions = [
+        pc.match_substring_regex(c["event_id"], _UUID),
+        *(pc.match_substring_regex(c[name], _IDENTIFIER)
+          for name in ("project_id", "pass_id", "client_id")),
+        pc.is_in(c["activity_type"], pa.array(ACTIVITY_TYPES)),
+        pc.match_substring_regex(c["http_method"], _METHOD),
+        _between(pc.utf8_length(c["endpoint"]), 1, MAX_ENDPOINT_CHARS),
+        pc.or_kleene(pc.is_null(c["status_code"]), _between(c["status_code"], 100, 599)),
+        _between(c["duration_ms"], 0.0, MAX_DURATION_MS),
+        pc.or_kleene(pc.is_null(c["user_agent"]),
+               pc.less_equal(pc.utf8_length(c["user_agent"]), MAX_USER_AGENT_CHARS)),
+        pc.or_kleene(pc.is_null(c["error_message"]),
+               pc.less_equal(pc.utf8_length(c["error_message"]), MAX_ERROR_MESSAGE_CHARS)),
+    ]  # fmt: skip
+    started_at = _timestamps(c["started_at"])
+    low, high = now - retention, now + skew
+    conditions.append(_between(started_at, low, high))
+    success, success_ok = _outcome(c["success"], c["status_code"], c["activity_type"])
+    conditions.append(success_ok)
+    endpoint = _map_unique(c["endpoint"], cached_endpoint)
+    client_ip = _map_unique(c["client_ip"], lambda raw: cached_ip(raw.strip()))
+    conditions.append(pc.or_kleene(pc.is_null(c["client_ip"]), pc.is_valid(client_ip)))
+    ok = np.ones(len(c["event_id"]), dtype=bool)
+    for condition in conditions:
+        ok &= pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
+    return _Checked(ok, started_at, endpoint, success, client_ip)
+
+
+def _between(values: pa.Array, low: Any, high: Any) -> pa.Array:
+    return pc.and_kleene(pc.greater_equal(values, low), pc.less_equal(values, high))
+
+
+def _timestamps(text: pa.Array) -> pa.Array:
+    """ISO 8601 text of the one form `_TIMESTAMP` admits, as UTC milliseconds
+    (microseconds floored, as the model does); null for any other text or an
+    impossible date (Feb 30)."""
+    text = pc.if_else(pc.match_substring_regex(text, _TIMESTAMP), text, None)
+    head = pc.utf8_slice_codeunits(text, 0, 19)
+    base = pc.strptime(head, format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
+    # strptime rolls Feb 30 over to Mar 2: a date is real when it prints back the same.
+    # (%S prints the fraction of a millisecond timestamp: compare the first 19.)
+    printed = pc.utf8_slice_codeunits(pc.strftime(base, format="%Y-%m-%dT%H:%M:%S"), 0, 19)
+    real = pc.equal(printed, head)
+    parts = pc.extract_regex(
+        text, r"^.{19}(?:\.(?P<frac>\d{1,6}))?(?P<zone>Z|(?P<sign>[+-])(?P<hh>\d\d):(?P<mm>\d\d))?$"
+    )
+    frac = pc.utf8_slice_codeunits(pc.utf8_rpad(parts.field("frac"), 3, "0"), 0, 3)
+    millis = pc.cast(pc.if_else(pc.equal(frac, ""), "000", frac), pa.int64())
+    offset_minutes = pc.add(
+        pc.multiply(pc.cast(_or(parts.field("hh"), "00"), pa.int64()), 60),
+        pc.cast(_or(parts.field("mm"), "00"), pa.int64()),
+    )
+    sign = pc.if_else(pc.equal(parts.field("sign"), "-"), -1, 1)
+    shift = pc.subtract(millis, pc.multiply(pc.multiply(offset_minutes, sign), 60_000))
+    epoch_ms = pc.add(pc.cast(base, pa.int64()), shift)
+    stamps = pc.cast(epoch_ms, pa.timestamp("ms", tz="UTC"))
+    return pc.if_else(pc.fill_null(real, False), stamps, None)
+
+
+def _or(values: pa.Array, default: str) -> pa.Array:
+    return pc.if_else(pc.equal(values, ""), default, values)
+
+
+def _outcome(success: pa.Array, status: pa.Array, activity: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """`success` as given or derived (status < 400 and not an `error` activity), and
+    whether it is consistent (the model's rules)."""
+    is_error = pc.equal(activity, "error")
+    derived = pc.and_kleene(pc.less(status, 400), pc.invert(is_error))
+    given = pc.is_valid(success)
+    value = pc.if_else(given, success, pc.if_else(pc.is_valid(status), derived, False))
+    contradicts = pc.and_kleene(
+        success, pc.or_kleene(pc.fill_null(pc.greater_equal(status, 400), False), is_error)
+    )
+    underivable = pc.and_kleene(
+        pc.and_kleene(pc.invert(given), pc.is_null(status)), pc.invert(is_error)
+    )
+    consistent = pc.invert(pc.or_kleene(pc.fill_null(contradicts, False), underivable))
+    return value, consistent
+
+
+def _map_unique(values: pa.Array, normalise: Callable[[str], str | None]) -> pa.Array:
+    """`normalise` applied once per distinct value (None where it refuses one)."""
+    encoded = pc.dictionary_encode(values)
+    dictionary = [normalise(v) for v in encoded.dictionary.to_pylist()]
+    return pc.take(pa.array(dictionary, pa.string()), encoded.indices)
