@@ -17,11 +17,26 @@ from sentinel_usage.core.wire import BATCH_SCHEMA
 ENDPOINTS = ["/v1/items/{id}", "/v1/orders", "/v1/search", "/v1/users/{id}", "/v1/reports"]
 
 
+# The traffic the events stand for: `n` events spread evenly over the last SPAN,
+# each up to JITTER off its place (gateways' clocks and buffers), and a fraction
+# LATE from anywhere in the last hour (a gateway that was cut off, then caught up).
+SPAN = timedelta(minutes=10)
+JITTER_SECONDS = 5.0
+LATE = 0.01
+
+
 def events(n: int, passes: int, seed: int = 1, project: str = "bench") -> list[dict[str, Any]]:
+    """Synthetic events in time order, as a gateway fleet produces them."""
     rng = random.Random(seed)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) - timedelta(seconds=JITTER_SECONDS)
+    start = now - SPAN
+    step = SPAN / max(n, 1)
     out = []
     for i in range(n):
+        if rng.random() < LATE:
+            started = now - timedelta(seconds=rng.uniform(0, 3600))
+        else:
+            started = start + step * i + timedelta(seconds=rng.uniform(-1, 1) * JITTER_SECONDS)
         status = 500 if rng.random() < 0.03 else 200
         out.append(
             {
@@ -30,9 +45,7 @@ def events(n: int, passes: int, seed: int = 1, project: str = "bench") -> list[d
                 "pass_id": f"SP-{i % passes}",
                 "client_id": "agent-1",
                 "activity_type": "token_generation" if i % 20 == 0 else "api_request",
-                "started_at": (now - timedelta(seconds=rng.uniform(0, 3600))).isoformat(
-                    timespec="milliseconds"
-                ),
+                "started_at": started.isoformat(timespec="milliseconds"),
                 "endpoint": ENDPOINTS[i % len(ENDPOINTS)],
                 "http_method": "GET",
                 "status_code": status,
@@ -48,31 +61,38 @@ async def fill_topic(
     bootstrap: str, topic: str, items: list[dict[str, Any]], per_message: int
 ) -> int:
     """Write `items` as envelopes of `per_message` events of one pass (or bare events
-    when per_message is 1); returns the number of messages."""
+    when per_message is 1), in the order the events come, as a gateway's producer
+    packs them (a pass's envelope goes when it is full); returns the number of messages."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_request_size=4 * 1024 * 1024,
         max_batch_size=1024 * 1024,
     )  # fmt: skip
     await producer.start()
-    by_pass: dict[str, list[dict[str, Any]]] = {}
-    for item in items:
-        by_pass.setdefault(item["pass_id"], []).append(item)
+    pending: dict[str, list[dict[str, Any]]] = {}
     sent = 0
+    futures: list[asyncio.Future[Any]] = []
+
+    async def send(pass_id: str, chunk: list[dict[str, Any]]) -> None:
+        nonlocal sent, futures
+        value = (
+            orjson.dumps(chunk[0])
+            if per_message == 1
+            else orjson.dumps({"schema": BATCH_SCHEMA, "events": chunk})
+        )
+        futures.append(await producer.send(topic, value, key=pass_id.encode()))
+        sent += 1
+        if len(futures) >= 2000:
+            await asyncio.gather(*futures)
+            futures = []
+
     try:
-        futures = []
-        for pass_id, mine in by_pass.items():
-            for start in range(0, len(mine), per_message):
-                chunk = mine[start : start + per_message]
-                value = (
-                    orjson.dumps(chunk[0])
-                    if per_message == 1
-                    else orjson.dumps({"schema": BATCH_SCHEMA, "events": chunk})
-                )
-                futures.append(await producer.send(topic, value, key=pass_id.encode()))
-                sent += 1
-                if len(futures) >= 2000:
-                    await asyncio.gather(*futures)
-                    futures = []
+        for item in items:
+            chunk = pending.setdefault(item["pass_id"], [])
+            chunk.append(item)
+            if len(chunk) >= per_message:
+                await send(item["pass_id"], pending.pop(item["pass_id"]))
+        for pass_id, chunk in pending.items():
+            await send(pass_id, chunk)
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

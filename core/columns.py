@@ -64,6 +64,10 @@ EVENT_SCHEMA: Final = pa.schema(
 )
 WIRE_FIELDS: Final = frozenset(UsageEvent.model_fields)
 _MISSING: Final = object()
+_TEXT_FIELDS: Final = ("event_id", "project_id", "pass_id", "client_id", "activity_type",
+                       "started_at", "endpoint", "http_method", "client_ip", "user_agent",
+                       "error_message")  # fmt: skip
+_TEXT_STRUCT: Final = pa.struct([(name, pa.string()) for name in _TEXT_FIELDS])
 _IDENTIFIER: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 _UUID: Final = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 _METHOD: Final = r"^[A-Za-z]{1,16}$"
@@ -73,6 +77,8 @@ _TIMESTAMP: Final = (
     r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
     r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
 )
+_ZONED_TIMESTAMP: Final = _TIMESTAMP.replace(")?$", ")$")  # the same, with a zone
+_MILLIS: Final = pa.timestamp("ms", tz="UTC")
 _INT64: Final = (-(2**63), 2**63 - 1)
 
 
@@ -101,11 +107,15 @@ def validate_events(raws: Sequence[Any], validator: EventValidator) -> Validated
         return list(map(dict.get, dicts, repeat(name), repeat(default)))
 
     columns: dict[str, pa.Array] = {}
-    for name in ("event_id", "project_id", "pass_id", "client_id", "activity_type",
-                 "started_at", "endpoint", "http_method", "client_ip", "user_agent",
-                 "error_message"):  # fmt: skip
-        columns[name], ok = _typed(get(name), pa.string(), _is_str)
-        fast &= ok
+    try:
+        # One conversion for all text fields (a struct ignores other keys); it
+        # fails as a whole for one value that is not text or null.
+        text = pa.array(dicts, _TEXT_STRUCT)
+        columns.update((name, text.field(name)) for name in _TEXT_FIELDS)
+    except pa.ArrowException:
+        for name in _TEXT_FIELDS:
+            columns[name], ok = _typed(get(name), pa.string(), _is_str)
+            fast &= ok
     columns["status_code"], ok = _typed(get("status_code"), pa.int64(), _is_int64)
     fast &= ok
     columns["success"], ok = _typed(get("success"), pa.bool_(), _is_bool)
@@ -312,7 +322,26 @@ def _between(values: pa.Array, low: Any, high: Any) -> pa.Array:
 def _timestamps(text: pa.Array) -> pa.Array:
     """ISO 8601 text of the one form `_TIMESTAMP` admits, as UTC milliseconds
     (microseconds floored, as the model does); null for any other text or an
-    impossible date (Feb 30)."""
+    impossible date (Feb 30).
+
+    Text with a zone (what producers send) goes through Arrow's ISO 8601 cast,
+    which checks the calendar too but fails the whole array for one bad date;
+    the rest, and any array with a bad date, take `_timestamps_by_parts`."""
+    zoned = pc.match_substring_regex(text, _ZONED_TIMESTAMP)
+    zoned_text = pc.if_else(zoned, text, None)
+    try:
+        micros = zoned_text.cast(pa.timestamp("us", tz="UTC"))
+        stamps = pc.floor_temporal(micros, unit="millisecond").cast(_MILLIS)
+    except pa.ArrowInvalid:
+        stamps = _timestamps_by_parts(zoned_text)
+    if pc.all(zoned).as_py():
+        return stamps
+    return pc.coalesce(stamps, _timestamps_by_parts(pc.if_else(zoned, None, text)))
+
+
+def _timestamps_by_parts(text: pa.Array) -> pa.Array:
+    """`_timestamps` for any text: date and time by strptime, then fraction and
+    offset from the text (slower: strftime checks that the date is real)."""
     text = pc.if_else(pc.match_substring_regex(text, _TIMESTAMP), text, None)
     head = pc.utf8_slice_codeunits(text, 0, 19)
     base = pc.strptime(head, format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
@@ -332,7 +361,7 @@ def _timestamps(text: pa.Array) -> pa.Array:
     sign = pc.if_else(pc.equal(parts.field("sign"), "-"), -1, 1)
     shift = pc.subtract(millis, pc.multiply(pc.multiply(offset_minutes, sign), 60_000))
     epoch_ms = pc.add(pc.cast(base, pa.int64()), shift)
-    stamps = pc.cast(epoch_ms, pa.timestamp("ms", tz="UTC"))
+    stamps = pc.cast(epoch_ms, _MILLIS)
     return pc.if_else(pc.fill_null(real, False), stamps, None)
 
 

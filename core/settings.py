@@ -54,8 +54,11 @@ class Settings(BaseSettings):
     max_future_skew_seconds: int = Field(300, ge=0)
 
     # Kafka messages (each up to 2,000 events when batch envelopes are used) per insert.
-    sink_batch_messages: int = Field(50, ge=1)
+    sink_batch_messages: int = Field(25, ge=1)
     sink_batch_seconds: float = Field(0.2, gt=0)
+    # Messages Faust may read ahead of the sink. Faust's default (4,096) holds up
+    # to 4 million events in memory when messages are envelopes.
+    stream_buffer_messages: int = Field(200, ge=1)
     commit_interval_seconds: float = Field(1.0, gt=0)
     broker_session_timeout_seconds: float = Field(6.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(1.0, gt=0)

@@ -78,6 +78,7 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=settings.commit_interval_seconds,
+        stream_buffer_maxsize=settings.stream_buffer_messages,
         # Faust's defaults make a fresh worker wait ~30 s for its first event
         # on a rebalance; these bring it to ~5 s (measured, DESIGN.md).
         broker_session_timeout=settings.broker_session_timeout_seconds,

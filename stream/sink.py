@@ -107,9 +107,9 @@ class UsageSink:
         decoded = decode_records(list(records), self._validator)
         fresh = await self._fresh(decoded.table)
 
-        keys = self._windows.keys_of(fresh)
-        loaded = await self._retry(self._rollups.load, self._windows.missing(keys))
-        changed = self._windows.apply(fresh, loaded)
+        assigned = self._windows.assign(fresh)
+        loaded = await self._retry(self._rollups.load, self._windows.missing(assigned.keys))
+        changed = self._windows.apply(assigned, loaded)
         await self._flush_changelog()
 
         await self._retry(self._writer.write, fresh)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -51,15 +51,13 @@ class UsageWindows:
         self._policy = policy
         self._step_ms = policy.size // timedelta(milliseconds=1)
 
-    def keys_of(self, events: pa.Table | Sequence[UsageEvent]) -> set[WindowKey]:
-        """The windows `events` (a table of core.columns.EVENT_SCHEMA, or objects) fall in."""
-        if not isinstance(events, pa.Table):
-            return {self._key(e) for e in events}
-        keys = _with_window(events, self._step_ms).group_by(list(_KEY)).aggregate([])
-        return {
-            WindowKey(p, s, EPOCH + timedelta(milliseconds=w))
-            for p, s, w in zip(*(keys.column(k).to_pylist() for k in _KEY), strict=True)
-        }
+    def assign(self, table: pa.Table) -> Assigned:
+        """Each event of `table` (core.columns.EVENT_SCHEMA with `source_partition`
+        and `source_offset`) with its window: what `apply` takes."""
+        return _assign(table, self._step_ms)
+
+    def keys_of(self, events: Sequence[UsageEvent]) -> set[WindowKey]:
+        return {self._key(e) for e in events}
 
     def missing(self, keys: Iterable[WindowKey]) -> list[WindowKey]:
         """Keys whose state must be loaded from the rollups before `apply`."""
@@ -67,19 +65,17 @@ class UsageWindows:
 
     def apply(
         self,
-        items: pa.Table | Sequence[tuple[UsageEvent, SourceRecord]],
+        items: Assigned | Sequence[tuple[UsageEvent, SourceRecord]],
         loaded: dict[WindowKey, WindowState],
     ) -> list[WindowState]:
         """Add each event to its window unless its record was applied before; write
         the changed windows to the store and return them.
 
-        `items` is a table of core.columns.EVENT_SCHEMA with `source_partition` and
-        `source_offset` (the sink's form), or (event, record) pairs."""
-        table = items if isinstance(items, pa.Table) else _pairs_table(items)
+        `items` comes from `assign` (the sink's form), or is (event, record) pairs."""
+        groups = items if isinstance(items, Assigned) else self.assign(_pairs_table(items))
+        table = groups.table
         if table.num_rows == 0:
             return []
-        table = _with_window(table, self._step_ms)
-        groups = _group_ids(table)
         first = np.unique(groups.ids, return_index=True)[1]
         states: list[WindowState] = []
         watermarks = np.empty(len(groups.keys), dtype=np.int64)
@@ -129,21 +125,17 @@ class UsageWindows:
         return WindowState(*key, window_seconds=int(self._policy.size.total_seconds()))
 
 
-_KEY: Final = ("project_id", "pass_id", "window_ms")
+class Assigned(NamedTuple):
+    table: pa.Table  # the events, with `window_ms` (their window's start, epoch ms)
+    keys: list[WindowKey]  # the distinct windows
+    ids: np.ndarray  # per row, the index of its window in `keys`
 
 
-def _with_window(table: pa.Table, step_ms: int) -> pa.Table:
-    """`table` with `window_ms`, the start of each event's window in epoch milliseconds."""
+def _assign(table: pa.Table, step_ms: int) -> Assigned:
     millis = table.column("started_at").cast(pa.int64()).to_numpy()
-    return table.append_column("window_ms", pa.array(millis - millis % step_ms))
-
-
-class _Groups(NamedTuple):
-    keys: list[WindowKey]
-    ids: np.ndarray  # per row, the index of its key
-
-
-def _group_ids(table: pa.Table) -> _Groups:
+    table = table.append_column("window_ms", pa.array(millis - millis % step_ms))
+    if table.num_rows == 0:
+        return Assigned(table, [], np.empty(0, dtype=np.int64))
     joined = pc.binary_join_element_wise(
         table.column("project_id"), table.column("pass_id"),
         table.column("window_ms").cast(pa.string()), "\x1f",
@@ -153,7 +145,7 @@ def _group_ids(table: pa.Table) -> _Groups:
     for text in encoded.dictionary.to_pylist():
         project_id, pass_id, millis = text.split("\x1f")
         keys.append(WindowKey(project_id, pass_id, EPOCH + timedelta(milliseconds=int(millis))))
-    return _Groups(keys, encoded.indices.to_numpy())
+    return Assigned(table, keys, encoded.indices.to_numpy())
 
 
 def _add(table: pa.Table, gids: np.ndarray, states: list[WindowState]) -> np.ndarray:
@@ -226,8 +218,11 @@ def _pair_counts(groups: np.ndarray, values: np.ndarray) -> list[tuple[int, int,
     """(group, value, occurrences) for each distinct pair."""
     if len(groups) == 0:
         return []
-    pairs, counts = np.unique(np.stack([groups, values]), axis=1, return_counts=True)
-    return list(zip(pairs[0].tolist(), pairs[1].tolist(), counts.tolist(), strict=True))
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    combined, counts = np.unique(groups * span + (values - low), return_counts=True)
+    group, value = np.divmod(combined, span)
+    return list(zip(group.tolist(), (value + low).tolist(), counts.tolist(), strict=True))
 
 
 def _pairs_table(items: Sequence[tuple[UsageEvent, SourceRecord]]) -> pa.Table:
