@@ -53,9 +53,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_future_skew_seconds: int = Field(300, ge=0)
 
-    # Kafka messages (each up to 2,000 events when batch envelopes are used) per insert.
+    # The sink takes `sink_batch_messages` Kafka messages (or what came within
+    # `sink_batch_seconds`); while takes come back full, it joins them up to
+    # `sink_batch_bytes` of messages or `sink_batch_max_messages` per batch.
     sink_batch_messages: int = Field(25, ge=1)
     sink_batch_seconds: float = Field(0.2, gt=0)
+    sink_batch_bytes: int = Field(8 * 1024 * 1024, ge=1)
+    sink_batch_max_messages: int = Field(2_000, ge=1)
     # Messages Faust may read ahead of the sink. Faust's default (4,096) holds up
     # to 4 million events in memory when messages are envelopes.
     stream_buffer_messages: int = Field(200, ge=1)

@@ -8,7 +8,7 @@ object, as a third-party producer may send it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -34,9 +34,14 @@ class MessageDecodeError(ValueError):
 def encode_envelopes(events: Sequence[UsageEvent]) -> Iterator[Envelope]:
     """Pack events into envelope messages, each of one pass and bounded in
     size, in the order the events came (per pass)."""
+    return pack_envelopes((event.pass_id, event.to_wire()) for event in events)
+
+
+def pack_envelopes(objects: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[Envelope]:
+    """Envelopes of JSON-ready event objects, given with their pass ids."""
     by_pass: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        by_pass.setdefault(event.pass_id, []).append(event.to_wire())
+    for pass_id, wire in objects:
+        by_pass.setdefault(pass_id, []).append(wire)
     for pass_id, wires in by_pass.items():
         yield from _chunks(pass_id, wires)
 

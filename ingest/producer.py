@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from sentinel_usage.core import topics
 from sentinel_usage.core.events import UsageEvent
-from sentinel_usage.core.wire import encode_envelopes
+from sentinel_usage.core.wire import Envelope, encode_envelopes
 
 log = structlog.get_logger(__name__)
 
@@ -77,12 +77,19 @@ class EventPublisher:
         envelopes may then have been written, which is safe because downstream
         deduplicates by event_id.
         """
-        deliveries = [
-            await self._producer.send(self._topic, value=env.payload, key=env.pass_id.encode())
-            for env in encode_envelopes(events)
-        ]
+        return await self.publish_envelopes(encode_envelopes(events))
+
+    async def publish_envelopes(self, envelopes: Iterable[Envelope]) -> int:
+        """Send envelopes (keyed by pass); return the events sent once all are acked."""
+        deliveries = []
+        sent = 0
+        for env in envelopes:
+            deliveries.append(
+                await self._producer.send(self._topic, value=env.payload, key=env.pass_id.encode())
+            )
+            sent += env.event_count
         await asyncio.gather(*deliveries)
-        return len(events)
+        return sent
 
     async def ping(self) -> None:
         """Raise if the broker cannot be reached (metadata round trip)."""

@@ -135,12 +135,16 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         # noack_take: Faust must not ack (and so commit) a record before its rows
         # are in ClickHouse. take()/take_events() ack in a `finally`, which also
         # runs when the batch fails or the worker is cancelled mid-insert.
-        async for batch in stream.noack_take(
+        batcher = SinkBatcher(settings.sink_batch_max_messages, settings.sink_batch_bytes)
+        async for taken in stream.noack_take(
             settings.sink_batch_messages, within=settings.sink_batch_seconds
         ):
-            await sink.process(_records(batch))
-            for event in batch:
-                await stream.ack(event)
+            full = len(taken) == settings.sink_batch_messages
+            batch = batcher.add(taken, more_waiting=full)
+            if batch:
+                await sink.process(_records(batch))
+                for event in batch:
+                    await stream.ack(event)
 
     return app
 
@@ -224,6 +228,37 @@ def _update_lag(app: faust.App) -> None:
             continue
         done = committed.get(tp) or 0
         CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, consumer.highwater(tp) - done))
+
+
+class SinkBatcher:
+    """Joins Faust's takes into sink batches of a useful size.
+
+    A take is `sink_batch_messages` messages or what came within
+    `sink_batch_seconds`. Envelopes from the HTTP ingest may hold only a few
+    events each (one per pass of a request), and every sink batch costs a few
+    ClickHouse round trips (~15 ms): so while takes come back full, they are
+    joined until the batch holds `max_bytes` of messages or `max_messages`;
+    a take that is not full (the stream is keeping up) goes at once.
+    """
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self._pending: list[Any] = []
+        self._bytes = 0
+
+    def add(self, taken: Sequence[Any], more_waiting: bool) -> list[Any]:
+        """The batch to process now (empty: keep taking)."""
+        self._pending.extend(taken)
+        self._bytes += sum(len(event.message.value or b"") for event in taken)
+        if (
+            more_waiting
+            and self._bytes < self._max_bytes
+            and len(self._pending) < self._max_messages
+        ):
+            return []
+        batch, self._pending, self._bytes = self._pending, [], 0
+        return batch
 
 
 def _records(batch: Sequence[Any]) -> list[SourceRecord]:

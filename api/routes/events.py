@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Request, status
 from prometheus_client import Counter
@@ -12,8 +14,9 @@ from prometheus_client import Counter
 from sentinel_usage.api.auth import Principal
 from sentinel_usage.api.deps import EventWriter, ServicesDep
 from sentinel_usage.api.models import ErrorResponse, FieldError, IngestResponse, RejectedEvent
-from sentinel_usage.core.errors import InvalidEventError
-from sentinel_usage.core.events import EventValidator, UsageEvent
+from sentinel_usage.core.columns import validate_events
+from sentinel_usage.core.events import EventValidator
+from sentinel_usage.core.wire import Envelope, pack_envelopes
 from sentinel_usage.ingest.body import BodyError, LineError, TooManyEventsError, parse_event_body
 
 router = APIRouter(tags=["ingest"])
@@ -62,46 +65,60 @@ async def ingest_events(
     valid, rejected = await asyncio.to_thread(_validate_all, items, services.validator, principal)
     if valid:
         try:
-            await services.publisher.publish(valid)
+            await services.publisher.publish_envelopes(valid)
         except KafkaError as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 f"the broker did not acknowledge the events ({exc.__class__.__name__}); "
                 "retry the request: events are deduplicated by event_id",
             ) from None
-    EVENTS_INGESTED.inc(len(valid))
+    accepted = sum(envelope.event_count for envelope in valid)
+    EVENTS_INGESTED.inc(accepted)
     EVENTS_REJECTED.inc(len(rejected))
-    return IngestResponse(accepted=len(valid), rejected=rejected)
+    return IngestResponse(accepted=accepted, rejected=rejected)
 
 
 def _validate_all(
     items: list[Any], validator: EventValidator, principal: Principal
-) -> tuple[list[UsageEvent], list[RejectedEvent]]:
-    valid: list[UsageEvent] = []
-    rejected: list[RejectedEvent] = []
+) -> tuple[list[Envelope], list[RejectedEvent]]:
+    """The envelopes to publish and the events refused, by index in the request.
+
+    Validation is columnar (core.columns). What is published is each valid
+    event as it was sent (the worker validates and normalises it again, the
+    same way), with the `event_id` filled in where the ingest derived it."""
+    refused: list[tuple[int, list[FieldError]]] = []
+    candidates: list[Any] = []
+    index_of: list[int] = []  # candidate -> index in the request
     for index, item in enumerate(items):
         if isinstance(item, LineError):
-            rejected.append(
-                RejectedEvent(index=index, errors=[FieldError(field="", message=item.message)])
-            )
-            continue
-        try:
-            event = validator.validate(item)
-        except InvalidEventError as exc:
-            rejected.append(
-                RejectedEvent(index=index, errors=[FieldError(**e) for e in exc.errors])
-            )
-            continue
-        if not principal.can_access(event.project_id):
-            rejected.append(
-                RejectedEvent(
-                    index=index,
-                    errors=[FieldError(field="project_id", message="not granted by this token")],
-                )
-            )
-            continue
-        valid.append(event)
-    return valid, rejected
+            refused.append((index, [FieldError(field="", message=item.message)]))
+        else:
+            candidates.append(item)
+            index_of.append(index)
+    checked = validate_events(candidates, validator)
+    refused += [
+        (index_of[row], [FieldError(**e) for e in exc.errors]) for row, exc in checked.rejected
+    ]
+    table = checked.table
+    projects = pc.unique(table.column("project_id")).to_pylist()
+    denied = [project for project in projects if not principal.can_access(project)]
+    if denied:
+        outside = pc.is_in(table.column("project_id"), pa.array(denied, pa.string()))
+        for row in table.filter(outside).column("row").to_pylist():
+            refused.append((index_of[row], [NOT_GRANTED]))
+        table = table.filter(pc.invert(outside))
+    rows = table.column("row").to_pylist()
+    event_ids = table.column("event_id").to_pylist()
+    wires = []
+    for row, event_id in zip(rows, event_ids, strict=True):
+        raw = candidates[row]
+        wires.append(raw if raw.get("event_id") is not None else {**raw, "event_id": event_id})
+    envelopes = list(pack_envelopes(zip(table.column("pass_id").to_pylist(), wires, strict=True)))
+    refused.sort(key=lambda item: item[0])
+    return envelopes, [RejectedEvent(index=index, errors=errors) for index, errors in refused]
+
+
+NOT_GRANTED = FieldError(field="project_id", message="not granted by this token")
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
