@@ -8,7 +8,7 @@ object, as a third-party producer may send it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -22,6 +22,8 @@ MAX_ENVELOPE_EVENTS: Final = 2_000
 
 
 class Envelope(NamedTuple):
+    # The message key: the envelope's pass (or, for an envelope of several
+    # passes of one partition, its first pass: every one of them hashes there).
     pass_id: str
     payload: bytes
     event_count: int
@@ -37,13 +39,29 @@ def encode_envelopes(events: Sequence[UsageEvent]) -> Iterator[Envelope]:
     return pack_envelopes((event.pass_id, event.to_wire()) for event in events)
 
 
-def pack_envelopes(objects: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[Envelope]:
-    """Envelopes of JSON-ready event objects, given with their pass ids."""
-    by_pass: dict[str, list[dict[str, Any]]] = {}
+def pack_envelopes(
+    objects: Iterable[tuple[str, dict[str, Any]]],
+    partition_of: Callable[[str], int] | None = None,
+) -> Iterator[Envelope]:
+    """Envelopes of JSON-ready event objects, given with their pass ids: one pass
+    per envelope, or, with `partition_of` (the partition a message keyed by a
+    pass goes to), the passes of one partition together. Either way every event
+    of a pass is in its pass's partition, in order (what the windows rely on),
+    and a request of many passes makes a few large messages, not many small ones.
+    """
+    groups: dict[object, tuple[str, list[dict[str, Any]]]] = {}
+    group_of: dict[str, object] = {}
     for pass_id, wire in objects:
-        by_pass.setdefault(pass_id, []).append(wire)
-    for pass_id, wires in by_pass.items():
-        yield from _chunks(pass_id, wires)
+        group = group_of.get(pass_id)
+        if group is None:
+            group = group_of[pass_id] = pass_id if partition_of is None else partition_of(pass_id)
+        entry = groups.get(group)
+        if entry is None:
+            groups[group] = (pass_id, [wire])
+        else:
+            entry[1].append(wire)
+    for key, wires in groups.values():
+        yield from _chunks(key, wires)
 
 
 def _chunks(pass_id: str, wires: list[dict[str, Any]]) -> Iterator[Envelope]:

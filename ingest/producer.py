@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from prometheus_client import Counter
 
 from sentinel_usage.core import topics
@@ -78,6 +79,16 @@ class EventPublisher:
         deduplicates by event_id.
         """
         return await self.publish_envelopes(encode_envelopes(events))
+
+    async def partitioner(self) -> Callable[[str], int]:
+        """The partition a message keyed by a pass id goes to: Kafka's default
+        partitioner (murmur2 of the key), over the topic's partitions now."""
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+
+        def partition_of(pass_id: str) -> int:
+            return int(partitions[(murmur2(pass_id.encode()) & 0x7FFFFFFF) % len(partitions)])
+
+        return partition_of
 
     async def publish_envelopes(self, envelopes: Iterable[Envelope]) -> int:
         """Send envelopes (keyed by pass); return the events sent once all are acked."""

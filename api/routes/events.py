@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -62,16 +63,19 @@ async def ingest_events(
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     except BodyError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    valid, rejected = await asyncio.to_thread(_validate_all, items, services.validator, principal)
-    if valid:
-        try:
+    try:
+        partition_of = await services.publisher.partitioner()
+        valid, rejected = await asyncio.to_thread(
+            _validate_all, items, services.validator, principal, partition_of
+        )
+        if valid:
             await services.publisher.publish_envelopes(valid)
-        except KafkaError as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"the broker did not acknowledge the events ({exc.__class__.__name__}); "
-                "retry the request: events are deduplicated by event_id",
-            ) from None
+    except KafkaError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the broker did not acknowledge the events ({exc.__class__.__name__}); "
+            "retry the request: events are deduplicated by event_id",
+        ) from None
     accepted = sum(envelope.event_count for envelope in valid)
     EVENTS_INGESTED.inc(accepted)
     EVENTS_REJECTED.inc(len(rejected))
@@ -79,7 +83,10 @@ async def ingest_events(
 
 
 def _validate_all(
-    items: list[Any], validator: EventValidator, principal: Principal
+    items: list[Any],
+    validator: EventValidator,
+    principal: Principal,
+    partition_of: Callable[[str], int],
 ) -> tuple[list[Envelope], list[RejectedEvent]]:
     """The envelopes to publish and the events refused, by index in the request.
 
@@ -113,7 +120,8 @@ def _validate_all(
     for row, event_id in zip(rows, event_ids, strict=True):
         raw = candidates[row]
         wires.append(raw if raw.get("event_id") is not None else {**raw, "event_id": event_id})
-    envelopes = list(pack_envelopes(zip(table.column("pass_id").to_pylist(), wires, strict=True)))
+    passes = table.column("pass_id").to_pylist()
+    envelopes = list(pack_envelopes(zip(passes, wires, strict=True), partition_of))
     refused.sort(key=lambda item: item[0])
     return envelopes, [RejectedEvent(index=index, errors=errors) for index, errors in refused]
 

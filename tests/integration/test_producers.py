@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from sentinel_usage.core.events import EventValidator
-from sentinel_usage.core.wire import decode_message
+from sentinel_usage.core.wire import decode_message, pack_envelopes
 from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
 from tests.factories import raw_event
 
@@ -64,3 +65,52 @@ async def test_gateway_producer_never_blocks_drops_when_full_and_flushes_on_clos
     assert {e["event_id"] for _, e in received} == {
         str(e.event_id) for e, ok in zip(events, accepted, strict=True) if ok
     }
+
+
+async def test_envelopes_of_many_passes_land_in_the_partition_of_each_of_their_passes(
+    kafka_bootstrap: str,
+) -> None:
+    topic = f"events-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    finally:
+        await admin.close()
+    passes = [f"SP-{i}" for i in range(12)]
+    objects = [(p, raw_event(pass_id=p)) for p in passes * 5]
+    publisher = EventPublisher(kafka_bootstrap, topic=topic)
+    await publisher.start()
+    try:
+        envelopes = list(pack_envelopes(objects, await publisher.partitioner()))
+        assert len(envelopes) <= 4
+        assert await publisher.publish_envelopes(envelopes) == 60
+    finally:
+        await publisher.stop()
+    # Where Kafka's own partitioner puts a message keyed by each pass:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        home = {p: (await producer.send_and_wait(topic, b"{}", key=p.encode())).partition
+                for p in passes}  # fmt: skip
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    seen: list[tuple[int, str]] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(seen) < 60:
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in messages:
+                        if m.value != b"{}":
+                            seen += [
+                                (m.partition, e["pass_id"]) for e in decode_message(m.value).events
+                            ]
+    finally:
+        await consumer.stop()
+    assert sorted(p for _, p in seen) == sorted(passes * 5)
+    assert all(partition == home[p] for partition, p in seen)

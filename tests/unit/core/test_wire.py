@@ -10,6 +10,7 @@ from sentinel_usage.core.wire import (
     MessageDecodeError,
     decode_message,
     encode_envelopes,
+    pack_envelopes,
 )
 from tests.factories import raw_event
 
@@ -60,3 +61,15 @@ def test_a_bare_event_object_is_a_message_of_one_event() -> None:
 def test_undecodable_messages_say_why(value: bytes | None, reason: str) -> None:
     with pytest.raises(MessageDecodeError, match=reason):
         decode_message(value)
+
+
+def test_envelopes_of_one_partition_carry_its_passes_in_order() -> None:
+    partition_of = {"p0": 0, "p1": 1, "p2": 0, "p3": 1}.__getitem__
+    objects = [(f"p{i % 4}", {"n": i, "pass_id": f"p{i % 4}"}) for i in range(40)]
+    envelopes = list(pack_envelopes(objects, partition_of))
+    assert [e.pass_id for e in envelopes] == ["p0", "p1"]  # keys that hash to 0 and 1
+    for envelope in envelopes:
+        carried = decode_message(envelope.payload).events
+        assert {partition_of(e["pass_id"]) for e in carried} == {partition_of(envelope.pass_id)}
+        assert [e["n"] for e in carried] == sorted(e["n"] for e in carried)
+    assert sum(e.event_count for e in envelopes) == 40
