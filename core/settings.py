@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # `sink_batch_bytes` of messages or `sink_batch_max_messages` per batch.
     sink_batch_messages: int = Field(25, ge=1)
     sink_batch_seconds: float = Field(0.2, gt=0)
-    sink_batch_bytes: int = Field(8 * 1024 * 1024, ge=1)
+    sink_batch_bytes: int = Field(4 * 1024 * 1024, ge=1)
     sink_batch_max_messages: int = Field(2_000, ge=1)
     # Messages Faust may read ahead of the sink. Faust's default (4,096) holds up
     # to 4 million events in memory when messages are envelopes.

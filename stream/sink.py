@@ -104,7 +104,10 @@ class UsageSink:
             # rollups before a crash: write them all once.
             await self._retry(self._rollups.write, self._windows.resident())
             self._started = True
-        decoded = decode_records(list(records), self._validator)
+        # Decoding is most of the CPU of a batch and touches no shared state: in a
+        # thread, so that the event loop (and the API served from it in `up`) is
+        # not held for the whole batch.
+        decoded = await asyncio.to_thread(decode_records, list(records), self._validator)
         fresh = await self._fresh(decoded.table)
 
         assigned = self._windows.assign(fresh)
