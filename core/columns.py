@@ -174,27 +174,15 @@ def _with_slow_rows(
 
 def events_table(events: Sequence[UsageEvent], rows: Sequence[int] | None = None) -> pa.Table:
     """Validated event objects as EVENT_SCHEMA rows (`row` defaults to 0..n-1)."""
-    return pa.table(
-        {
-            "row": pa.array(range(len(events)) if rows is None else rows, pa.int64()),
-            "event_id": [str(e.event_id) for e in events],
-            "project_id": [e.project_id for e in events],
-            "pass_id": [e.pass_id for e in events],
-            "client_id": [e.client_id for e in events],
-            "activity_type": [e.activity_type for e in events],
-            "started_at": [e.started_at for e in events],
-            "endpoint": [e.endpoint for e in events],
-            "http_method": [e.http_method for e in events],
-            "status_code": [e.status_code for e in events],
-            "success": [e.success for e in events],
-            "duration_ms": [e.duration_ms for e in events],
-            "client_ip": [e.client_ip for e in events],
-            "user_agent": [e.user_agent for e in events],
-            "error_message": [e.error_message for e in events],
-            "metadata": [orjson.dumps(e.metadata).decode() for e in events],
-        },
-        schema=EVENT_SCHEMA,
-    )
+    columns: dict[str, Any] = {
+        name: [getattr(e, name) for e in events]
+        for name in EVENT_SCHEMA.names
+        if name not in ("row", "event_id", "metadata")
+    }
+    columns["row"] = pa.array(range(len(events)) if rows is None else rows, pa.int64())
+    columns["event_id"] = [str(e.event_id) for e in events]
+    columns["metadata"] = [orjson.dumps(e.metadata).decode() for e in events]
+    return pa.table(columns, schema=EVENT_SCHEMA)
 
 
 def table_events(table: pa.Table) -> list[UsageEvent]:

@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from sentinel_usage.cli.tansu import free_port
+from sentinel_usage.core.windows import window_start
 from tests.e2e.stack import start_stack
 from tests.factories import raw_event
 
@@ -98,12 +99,16 @@ class AlertTopic:
 
 
 def traffic(project: str, pass_id: str, requests: int, errors: int) -> list[dict[str, Any]]:
+    """`requests` events 10 ms apart, all in the last whole 5 s window (SHORT): a burst
+    that straddled a window boundary would, once its older window left the trailing
+    range, be judged on its newer part alone (4 errors in 25 requests fire)."""
     now = datetime.now(UTC)
+    start = window_start(now, timedelta(seconds=5)) - timedelta(seconds=5)
     return [
         raw_event(
             project_id=project,
             pass_id=pass_id,
-            started_at=(now - timedelta(milliseconds=10 * i)).isoformat(),
+            started_at=(start + timedelta(milliseconds=10 * i)).isoformat(),
             status_code=500 if i < errors else 200,
         )
         for i in range(requests)
