@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # The sink takes `sink_batch_messages` Kafka messages (or what came within
     # `sink_batch_seconds`); while takes come back full, it joins them up to
     # `sink_batch_bytes` of messages or `sink_batch_max_messages` per batch.
-    sink_batch_messages: int = Field(25, ge=1)
+    sink_batch_messages: int = Field(20, ge=1)
     sink_batch_seconds: float = Field(0.2, gt=0)
     sink_batch_bytes: int = Field(4 * 1024 * 1024, ge=1)
     sink_batch_max_messages: int = Field(2_000, ge=1)
