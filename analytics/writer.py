@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
-from sentinel_usage.core.columns import EVENT_SCHEMA, events_table
+from sentinel_usage.core.columns import EVENT_SCHEMA, events_table, row_keys
 from sentinel_usage.core.errors import DependencyUnavailableError
 from sentinel_usage.core.events import UsageEvent
 
@@ -120,9 +120,4 @@ _EMPTY_IDENTITIES: Final = _IDENTITY_SCHEMA.empty_table()
 
 def identity_keys(table: pa.Table) -> pa.Array:
     """Each row's identity as one string (for set operations in Arrow)."""
-    keys = pc.binary_join_element_wise(
-        table.column("project_id"), table.column("pass_id"),
-        table.column("started_at").cast(pa.int64()).cast(pa.string()),
-        table.column("event_id"), "\x1f",
-    )  # fmt: skip
-    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    return row_keys(*(table.column(name) for name in IDENTITY))

@@ -39,7 +39,7 @@ from sentinel_usage.core.events import (
     EventValidator,
     UsageEvent,
 )
-from sentinel_usage.core.fastpath import cached_endpoint, cached_ip
+from sentinel_usage.core.fastpath import IDENTIFIER_PATTERN, cached_endpoint, cached_ip
 
 # The validated, normalised form; `row` is the event's index in the input.
 EVENT_SCHEMA: Final = pa.schema(
@@ -68,7 +68,6 @@ _TEXT_FIELDS: Final = ("event_id", "project_id", "pass_id", "client_id", "activi
                        "started_at", "endpoint", "http_method", "client_ip", "user_agent",
                        "error_message")  # fmt: skip
 _TEXT_STRUCT: Final = pa.struct([(name, pa.string()) for name in _TEXT_FIELDS])
-_IDENTIFIER: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 _UUID: Final = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 _METHOD: Final = r"^[A-Za-z]{1,16}$"
 # The one timestamp form checked here (anything else goes to the model):
@@ -116,12 +115,9 @@ def validate_events(raws: Sequence[Any], validator: EventValidator) -> Validated
         for name in _TEXT_FIELDS:
             columns[name], ok = _typed(get(name), pa.string(), _is_str)
             fast &= ok
-    columns["status_code"], ok = _typed(get("status_code"), pa.int64(), _is_int64)
-    fast &= ok
-    columns["success"], ok = _typed(get("success"), pa.bool_(), _is_bool)
-    fast &= ok
-    columns["duration_ms"], ok = _typed(get("duration_ms"), pa.float64(), _is_number)
-    fast &= ok
+    for name, arrow_type, accepts in _TYPED_FIELDS:
+        columns[name], ok = _typed(get(name), arrow_type, accepts)
+        fast &= ok
     columns["metadata"], ok = _metadata(get("metadata", _MISSING))
     fast &= ok
 
@@ -185,6 +181,21 @@ def events_table(events: Sequence[UsageEvent], rows: Sequence[int] | None = None
     return pa.table(columns, schema=EVENT_SCHEMA)
 
 
+KEY_SEPARATOR: Final = "\x1f"
+
+
+def row_keys(*columns: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each row's values of `columns` as one string (for set and group operations in
+    Arrow), joined by KEY_SEPARATOR; timestamps as epoch integers."""
+    texts = [
+        column.cast(pa.int64()).cast(pa.string()) if pa.types.is_timestamp(column.type)
+        else column.cast(pa.string())
+        for column in columns
+    ]  # fmt: skip
+    keys = pc.binary_join_element_wise(*texts, KEY_SEPARATOR)
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+
+
 def table_events(table: pa.Table) -> list[UsageEvent]:
     """EVENT_SCHEMA rows as event objects (for tests and tools; the pipeline stays columnar)."""
     out = []
@@ -235,6 +246,11 @@ def _typed(
     return pa.array(cleaned, arrow_type), ok
 
 
+_TYPED_FIELDS: Final = (
+    ("status_code", pa.int64(), _is_int64),
+    ("success", pa.bool_(), _is_bool),
+    ("duration_ms", pa.float64(), _is_number),
+)
 _KINDS: Final[dict[pa.DataType, set[type]]] = {
     pa.string(): {str},
     pa.int64(): {int},
@@ -277,7 +293,7 @@ def _checks(
 ) -> _Checked:
     conditions = [
         pc.match_substring_regex(c["event_id"], _UUID),
-        *(pc.match_substring_regex(c[name], _IDENTIFIER)
+        *(pc.match_substring_regex(c[name], IDENTIFIER_PATTERN)
           for name in ("project_id", "pass_id", "client_id")),
         pc.is_in(c["activity_type"], pa.array(ACTIVITY_TYPES)),
         pc.match_substring_regex(c["http_method"], _METHOD),

@@ -33,7 +33,9 @@ from sentinel_usage.core.events import (
     ValidationPolicy,
 )
 
-_IDENTIFIER: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+# Also the columnar check's pattern (core/columns.py), anchored for Arrow's RE2.
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+_IDENTIFIER: Final = re.compile(IDENTIFIER_PATTERN)
 _FIELDS: Final = frozenset(UsageEvent.model_fields)
 _REQUIRED: Final = frozenset(
     {"event_id", "project_id", "pass_id", "client_id", "activity_type", "started_at",

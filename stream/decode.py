@@ -91,10 +91,8 @@ def decode_records(records: list[SourceRecord], validator: EventValidator) -> De
     partitions = np.array([r.partition for _, r, _ in decoded], dtype=np.int32)
     offsets = np.array([r.offset for _, r, _ in decoded], dtype=np.int64)
     table = validated.table.append_column(
-        "source_partition", pa.array(partitions[record_of] if len(decoded) else [], pa.int32())
-    ).append_column(
-        "source_offset", pa.array(offsets[record_of] if len(decoded) else [], pa.int64())
-    )
+        "source_partition", pa.array(partitions[record_of])
+    ).append_column("source_offset", pa.array(offsets[record_of]))
     for raw_index, error in validated.rejected:
         which = int(np.searchsorted(starts, raw_index, side="right")) - 1
         position, record, envelope = decoded[which]

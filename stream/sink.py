@@ -150,14 +150,16 @@ class UsageSink:
         """`events` without repeats within the batch (the first is kept) and without
         those the activity log already holds."""
         total = events.num_rows
-        keys = identity_keys(events)
+        # Identity keys are built only when needed: distinct ids mean no repeats,
+        # and the log rarely holds any of a batch.
         if pc.count_distinct(events.column("event_id")).as_py() < total:
-            first = np.unique(pc.dictionary_encode(keys).indices.to_numpy(), return_index=True)[1]
+            keys = pc.dictionary_encode(identity_keys(events)).indices.to_numpy()
+            first = np.unique(keys, return_index=True)[1]
             first.sort()
-            events, keys = events.take(pa.array(first)), keys.take(pa.array(first))
+            events = events.take(pa.array(first))
         stored = await self._retry(self._writer.existing, events)
         if stored.num_rows:
-            kept = pc.invert(pc.is_in(keys, value_set=identity_keys(stored)))
+            kept = pc.invert(pc.is_in(identity_keys(events), value_set=identity_keys(stored)))
             events = events.filter(kept)
         DUPLICATES_DROPPED.inc(total - events.num_rows)
         return events

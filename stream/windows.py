@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sentinel_usage.core.aggregate import WindowKey, WindowState
-from sentinel_usage.core.columns import events_table
+from sentinel_usage.core.columns import KEY_SEPARATOR, events_table, row_keys
 from sentinel_usage.core.events import UsageEvent
 from sentinel_usage.core.sketch import ZERO_KEY, sketch_keys
-from sentinel_usage.core.windows import EPOCH, window_start
+from sentinel_usage.core.windows import EPOCH
 from sentinel_usage.stream.decode import SourceRecord
 
 
@@ -55,9 +55,6 @@ class UsageWindows:
         """Each event of `table` (core.columns.EVENT_SCHEMA with `source_partition`
         and `source_offset`) with its window: what `apply` takes."""
         return _assign(table, self._step_ms)
-
-    def keys_of(self, events: Sequence[UsageEvent]) -> set[WindowKey]:
-        return {self._key(e) for e in events}
 
     def missing(self, keys: Iterable[WindowKey]) -> list[WindowKey]:
         """Keys whose state must be loaded from the rollups before `apply`."""
@@ -111,11 +108,6 @@ class UsageWindows:
     def resident(self) -> list[WindowState]:
         return [WindowState.from_bytes(v) for v in self._store.values()]
 
-    def _key(self, event: UsageEvent) -> WindowKey:
-        return WindowKey(
-            event.project_id, event.pass_id, window_start(event.started_at, self._policy.size)
-        )
-
     def _state(self, key: WindowKey, loaded: dict[WindowKey, WindowState]) -> WindowState:
         stored = self._store.get(key.encode())
         if stored is not None:
@@ -136,14 +128,11 @@ def _assign(table: pa.Table, step_ms: int) -> Assigned:
     table = table.append_column("window_ms", pa.array(millis - millis % step_ms))
     if table.num_rows == 0:
         return Assigned(table, [], np.empty(0, dtype=np.int64))
-    joined = pc.binary_join_element_wise(
-        table.column("project_id"), table.column("pass_id"),
-        table.column("window_ms").cast(pa.string()), "\x1f",
-    )  # fmt: skip
-    encoded = pc.dictionary_encode(joined).combine_chunks()
+    joined = row_keys(*(table.column(name) for name in ("project_id", "pass_id", "window_ms")))
+    encoded = pc.dictionary_encode(joined)
     keys = []
     for text in encoded.dictionary.to_pylist():
-        project_id, pass_id, millis = text.split("\x1f")
+        project_id, pass_id, millis = text.split(KEY_SEPARATOR)
         keys.append(WindowKey(project_id, pass_id, EPOCH + timedelta(milliseconds=int(millis))))
     return Assigned(table, keys, encoded.indices.to_numpy())
 

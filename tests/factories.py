@@ -6,6 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+# Every field of the event's wire form (strategies pick among them).
+EVENT_FIELDS = ("event_id", "project_id", "pass_id", "client_id", "activity_type", "started_at",
+                "endpoint", "http_method", "status_code", "success", "duration_ms", "client_ip",
+                "user_agent", "error_message", "metadata")  # fmt: skip
+
 
 def raw_event(**overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {

@@ -12,7 +12,7 @@ from sentinel_usage.core.clock import FixedClock
 from sentinel_usage.core.columns import events_table, table_events, validate_events
 from sentinel_usage.core.errors import InvalidEventError
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
-from tests.factories import raw_event
+from tests.factories import EVENT_FIELDS, raw_event
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 VALIDATOR = EventValidator(ValidationPolicy(clock=FixedClock(NOW)))
@@ -46,11 +46,7 @@ anything = st.one_of(
     st.just("token_generation"), st.just({"a": 1}), st.just({}), st.just([1]), st.just(200.0),
     st.just(503), st.just("x" * 1025), timestamps(),
 )  # fmt: skip
-fields = st.sampled_from(
-    ["event_id", "project_id", "pass_id", "client_id", "activity_type", "started_at", "endpoint",
-     "http_method", "status_code", "success", "duration_ms", "client_ip", "user_agent",
-     "error_message", "metadata", "unknown"]
-)  # fmt: skip
+fields = st.sampled_from([*EVENT_FIELDS, "unknown"])
 
 
 @st.composite

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sentinel_usage.core.clock import FixedClock
 from sentinel_usage.core.events import UsageEvent, ValidationPolicy
 from sentinel_usage.core.fastpath import fast_validate
-from tests.factories import raw_event
+from tests.factories import EVENT_FIELDS, raw_event
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 POLICY = ValidationPolicy(clock=FixedClock(NOW))
@@ -26,11 +26,7 @@ anything = st.one_of(
     st.just("2031-01-01T00:00:00Z"), st.just("/v1/items/42"), st.just("not-a-uuid"),
     st.just("api_request"), st.just("error"), st.just({"a": 1}), st.just([1]),
 )  # fmt: skip
-fields = st.sampled_from(
-    ["event_id", "project_id", "pass_id", "client_id", "activity_type", "started_at", "endpoint",
-     "http_method", "status_code", "success", "duration_ms", "client_ip", "user_agent",
-     "error_message", "metadata", "unknown"]
-)  # fmt: skip
+fields = st.sampled_from([*EVENT_FIELDS, "unknown"])
 
 
 def model(raw: dict[str, Any]) -> UsageEvent | None:
