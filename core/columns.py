@@ -34,10 +34,10 @@ from sentinel_usage.core.events import (
     MAX_DURATION_MS,
     MAX_ENDPOINT_CHARS,
     MAX_ERROR_MESSAGE_CHARS,
-    MAX_METADATA_BYTES,
     MAX_USER_AGENT_CHARS,
     EventValidator,
     UsageEvent,
+    metadata_json,
 )
 from sentinel_usage.core.fastpath import IDENTIFIER_PATTERN, cached_endpoint, cached_ip
 
@@ -118,7 +118,7 @@ def validate_events(raws: Sequence[Any], validator: EventValidator) -> Validated
     for name, arrow_type, accepts in _TYPED_FIELDS:
         columns[name], ok = _typed(get(name), arrow_type, accepts)
         fast &= ok
-    columns["metadata"], ok = _metadata(get("metadata", _MISSING))
+    columns["metadata"], ok = _metadata(get("metadata", _MISSING), policy.max_metadata_depth)
     fast &= ok
 
     checks = _checks(columns, now, policy.max_future_skew, policy.retention)
@@ -259,9 +259,9 @@ _KINDS: Final[dict[pa.DataType, set[type]]] = {
 }
 
 
-def _metadata(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
+def _metadata(values: list[Any], max_depth: int) -> tuple[pa.Array, np.ndarray]:
     """`metadata` as JSON text (absent: `{}`); a row whose metadata is not a JSON
-    object within the size limit goes to the model."""
+    object within the limits (`metadata_json`) goes to the model."""
     n = len(values)
     if values.count(_MISSING) == n:
         return pa.array(repeat("{}", n), pa.string()), np.ones(n, dtype=bool)
@@ -271,10 +271,14 @@ def _metadata(values: list[Any]) -> tuple[pa.Array, np.ndarray]:
         if value is _MISSING or (type(value) is dict and not value):
             texts.append("{}")
             continue
-        text = orjson.dumps(value).decode() if type(value) is dict else None
-        if text is None or len(text.encode()) > MAX_METADATA_BYTES:
+        text = None
+        if type(value) is dict:
+            try:
+                text = metadata_json(value, max_depth).decode()
+            except ValueError:
+                ok[index] = False
+        else:
             ok[index] = False
-            text = None
         texts.append(text)
     return pa.array(texts, pa.string()), ok
 

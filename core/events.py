@@ -43,6 +43,7 @@ MAX_ENDPOINT_CHARS: Final = 2048
 MAX_USER_AGENT_CHARS: Final = 1024
 MAX_ERROR_MESSAGE_CHARS: Final = 4096
 MAX_METADATA_BYTES: Final = 16 * 1024
+MAX_METADATA_DEPTH: Final = 32
 MAX_DURATION_MS: Final = 24 * 3600 * 1000.0
 
 Identifier = Annotated[
@@ -131,13 +132,9 @@ class UsageEvent(BaseModel):
 
     @field_validator("metadata")
     @classmethod
-    def _bounded_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            size = len(orjson.dumps(value))
-        except TypeError as exc:
-            raise ValueError(f"must be JSON-serialisable: {exc}") from None
-        if size > MAX_METADATA_BYTES:
-            raise ValueError(f"is {size} bytes as JSON; at most {MAX_METADATA_BYTES} allowed")
+    def _bounded_metadata(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        policy: ValidationPolicy = (info.context or {}).get("policy", DEFAULT_POLICY)
+        metadata_json(value, policy.max_metadata_depth)
         return value
 
     @model_validator(mode="after")
@@ -162,6 +159,7 @@ class ValidationPolicy:
     clock: Clock = SYSTEM_CLOCK
     max_future_skew: timedelta = timedelta(minutes=5)
     retention: timedelta = timedelta(days=90)
+    max_metadata_depth: int = MAX_METADATA_DEPTH
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> ValidationPolicy:
@@ -169,10 +167,46 @@ class ValidationPolicy:
             clock=clock,
             max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
             retention=timedelta(days=settings.retention_days),
+            max_metadata_depth=settings.max_metadata_depth,
         )
 
 
 DEFAULT_POLICY: Final = ValidationPolicy()
+
+
+def metadata_json(value: dict[str, Any], max_depth: int = MAX_METADATA_DEPTH) -> bytes:
+    """`metadata` as JSON, or ValueError naming the limit it breaks: JSON-serialisable,
+    at most MAX_METADATA_BYTES, nested at most `max_depth` levels (the object itself
+    is level 1). The one statement of the rule: the model, the fast path and the
+    columnar validator all call it.
+
+    orjson refuses to serialise beyond 254 levels with a TypeError that once escaped
+    the worker and stalled a partition (issue 11): every such error is a ValueError here.
+    """
+    try:
+        text = orjson.dumps(value)
+    except TypeError as exc:  # orjson.JSONEncodeError: unserialisable, or too deep for orjson
+        if "recursion" in str(exc).lower():
+            raise ValueError(f"nests deeper than {max_depth} levels") from None
+        raise ValueError(f"must be JSON-serialisable: {exc}") from None
+    if len(text) > MAX_METADATA_BYTES:
+        raise ValueError(f"is {len(text)} bytes as JSON; at most {MAX_METADATA_BYTES} allowed")
+    # Each level opens a bracket: the walk is needed only when there are enough of them.
+    if text.count(b"{") + text.count(b"[") > max_depth and _depth(value) > max_depth:
+        raise ValueError(f"nests deeper than {max_depth} levels")
+    return text
+
+
+def _depth(value: Any) -> int:
+    """Nesting levels of objects and arrays (iterative: no recursion limit to hit)."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        deepest = max(deepest, level)
+        pending.extend((c, level + 1) for c in children if isinstance(c, dict | list))
+    return deepest
 
 
 def content_event_id(data: dict[str, Any]) -> uuid.UUID:
@@ -180,7 +214,10 @@ def content_event_id(data: dict[str, Any]) -> uuid.UUID:
     try:
         canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except TypeError:
-        canonical = repr(sorted(data.items(), key=lambda kv: str(kv[0]))).encode()
+        # Not serialisable (nested beyond orjson's limit, an integer beyond 64 bits):
+        # the field rules refuse such an event anyway, so its id only has to exist.
+        # (A repr() here raised RecursionError on deep nesting.)
+        return uuid.uuid4()
     return uuid.uuid5(EVENT_ID_NAMESPACE, canonical.decode("utf-8", "replace"))
 
 

@@ -19,18 +19,16 @@ from functools import lru_cache
 from ipaddress import ip_address
 from typing import Any, Final
 
-import orjson
-
 from sentinel_usage.core.endpoints import normalise_endpoint
 from sentinel_usage.core.events import (
     ACTIVITY_TYPES,
     MAX_DURATION_MS,
     MAX_ENDPOINT_CHARS,
     MAX_ERROR_MESSAGE_CHARS,
-    MAX_METADATA_BYTES,
     MAX_USER_AGENT_CHARS,
     UsageEvent,
     ValidationPolicy,
+    metadata_json,
 )
 
 # Also the columnar check's pattern (core/columns.py), anchored for Arrow's RE2.
@@ -128,10 +126,13 @@ def fast_validate(raw: Any, policy: ValidationPolicy, now: datetime) -> UsageEve
     ):
         return None
     metadata = raw.get("metadata", {})
-    if type(metadata) is not dict or (
-        metadata and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES
-    ):
+    if type(metadata) is not dict:
         return None
+    if metadata:
+        try:
+            metadata_json(metadata, policy.max_metadata_depth)
+        except ValueError:
+            return None
     return UsageEvent.model_construct(
         event_id=event_id,
         project_id=project_id,

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     max_request_events: int = Field(10_000, ge=1)
     max_request_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     max_future_skew_seconds: int = Field(300, ge=0)
+    max_metadata_depth: int = Field(32, ge=1, le=128, description="nesting levels of `metadata`")
 
     # The sink takes `sink_batch_messages` Kafka messages (or what came within
     # `sink_batch_seconds`); while takes come back full, it joins them up to

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import orjson
 import pyarrow as pa
+import structlog
 
-from sentinel_usage.core.columns import table_events, validate_events
+from sentinel_usage.core.columns import EVENT_SCHEMA, table_events, validate_events
 from sentinel_usage.core.events import EventValidator, UsageEvent
 from sentinel_usage.core.wire import MessageDecodeError, decode_message
 
 MAX_DEAD_PAYLOAD_BYTES = 64 * 1024
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class DeadLetter:
     payload: Any = None
 
     def to_json(self, now: datetime | None = None) -> bytes:
+        """The dead-letter record. Always serialisable and bounded: a payload that
+        orjson refuses (nested too deep) or that is larger than
+        MAX_DEAD_PAYLOAD_BYTES is kept as the start of its text instead."""
         return orjson.dumps(
             {
                 "reason": self.reason,
@@ -46,10 +53,35 @@ class DeadLetter:
                 "source_offset": self.source.offset,
                 "index": self.index,
                 "key": self.source.key.decode("utf-8", "replace") if self.source.key else None,
-                "payload": self.payload,
+                "payload": _bounded_payload(self.payload),
                 "failed_at": (now or datetime.now(UTC)).isoformat(),
             }
         )
+
+
+def _bounded_payload(payload: Any) -> Any:
+    if payload is None or isinstance(payload, str):
+        return payload if payload is None else payload[:MAX_DEAD_PAYLOAD_BYTES]
+    try:
+        text = orjson.dumps(payload)
+    except TypeError:
+        return repr_prefix(payload)
+    if len(text) > MAX_DEAD_PAYLOAD_BYTES:
+        return text[:MAX_DEAD_PAYLOAD_BYTES].decode("utf-8", "replace")
+    # As serialised already: one level deeper inside the letter, a payload at
+    # orjson's nesting limit would fail again.
+    return orjson.Fragment(text)
+
+
+def repr_prefix(value: Any) -> str:
+    """The start of a value's text form, for a payload orjson refuses (reprlib
+    bounds depth and length, so deep nesting cannot raise here)."""
+    return _SHORT_REPR.repr(value)[:MAX_DEAD_PAYLOAD_BYTES]
+
+
+_SHORT_REPR: Final = reprlib.Repr()
+_SHORT_REPR.maxlevel = 8
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 256
 
 
 SOURCE_COLUMNS = ("source_partition", "source_offset")
@@ -69,7 +101,35 @@ class DecodedBatch:
 
 
 def decode_records(records: list[SourceRecord], validator: EventValidator) -> DecodedBatch:
-    """Every valid event of `records`; everything else as a dead letter with its reason."""
+    """Every valid event of `records`; everything else as a dead letter with its reason.
+
+    Never raises for what a record holds: whatever a producer wrote is either
+    decoded or dead-lettered, and the records after it flow on (invariant 4).
+    The batch is decoded as a whole; should that fail on something the checks
+    did not foresee, each record is decoded alone, and the one that fails alone
+    is dead-lettered with the error as its reason."""
+    try:
+        return _decode(records, validator)
+    except Exception:  # noqa: BLE001 - pure code on untrusted bytes: isolate the record below
+        log.warning("batch_decode_failed_decoding_records_alone", records=len(records))
+    parts = [_decode_alone(record, validator) for record in records]
+    table = pa.concat_tables([part.table for part in parts])
+    return DecodedBatch(table, [letter for part in parts for letter in part.dead_letters])
+
+
+def _decode_alone(record: SourceRecord, validator: EventValidator) -> DecodedBatch:
+    try:
+        return _decode([record], validator)
+    except Exception as exc:  # noqa: BLE001 - this record alone cannot be processed
+        letter = DeadLetter(
+            f"unprocessable record: {type(exc).__name__}: {exc}"[:1024],
+            record,
+            payload=_payload_text(record.value),
+        )
+        return DecodedBatch(_EMPTY, [letter])
+
+
+def _decode(records: list[SourceRecord], validator: EventValidator) -> DecodedBatch:
     raws: list[Any] = []
     first_raw: list[int] = []  # per decoded record, the index of its first event in raws
     decoded: list[tuple[int, SourceRecord, bool]] = []  # (position, record, is envelope)
@@ -104,6 +164,13 @@ def decode_records(records: list[SourceRecord], validator: EventValidator) -> De
         dead.append((position, index, letter))
     dead.sort(key=lambda item: item[:2])
     return DecodedBatch(table, [letter for _, _, letter in dead])
+
+
+_EMPTY: Final = (
+    EVENT_SCHEMA.append(pa.field("source_partition", pa.int32()))
+    .append(pa.field("source_offset", pa.int64()))
+    .empty_table()
+)
 
 
 def _payload_text(value: bytes | None) -> str | None:

@@ -167,3 +167,24 @@ def test_endpoint_normalisation_is_idempotent(path: str) -> None:
     once = normalise_endpoint(path)
     assert normalise_endpoint(once) == once
     assert once.startswith("/")
+
+
+def nested_metadata(levels: int) -> dict[str, object]:
+    """`metadata` nested `levels` deep (built from text: orjson writes at most 254)."""
+    import orjson
+
+    return orjson.loads(b'{"a":' * levels + b"1" + b"}" * levels)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("levels", [33, 300, 1000])
+def test_metadata_nested_beyond_the_limit_is_refused_naming_field_and_limit(levels: int) -> None:
+    with pytest.raises(InvalidEventError) as caught:
+        EventValidator().validate(raw_event(metadata=nested_metadata(levels)))
+    assert caught.value.errors == [{"field": "metadata", "message": "nests deeper than 32 levels"}]
+
+
+def test_metadata_at_the_depth_limit_is_accepted_and_the_limit_is_a_policy() -> None:
+    assert EventValidator().validate(raw_event(metadata=nested_metadata(32))).metadata
+    shallow = EventValidator(ValidationPolicy(max_metadata_depth=4))
+    with pytest.raises(InvalidEventError, match="nests deeper than 4 levels"):
+        shallow.validate(raw_event(metadata=nested_metadata(5)))
