@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
+from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS, storage_call
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.core.alerts import AlertEvent
 from sentinel_usage.core.errors import DependencyUnavailableError
@@ -37,10 +37,8 @@ class AlertStore:
         if not events:
             return
         rows = [[getattr(e, c) for c in COLUMNS] for e in events]
-        try:
+        with storage_call("alert insert"):
             self._client.insert("alerts", rows, column_names=COLUMNS)
-        except UNAVAILABLE_ERRORS as exc:
-            raise DependencyUnavailableError(f"ClickHouse alert insert failed: {exc}") from exc
 
     def list(
         self,

@@ -7,16 +7,34 @@ fails), and its client has no async variant, so async callers use threads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
-from sentinel_usage.core.errors import DependencyUnavailableError
+from sentinel_usage.core.errors import DependencyUnavailableError, StorageError
 
 # Errors that mean "ClickHouse is not there right now": retry, never dead-letter.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
 QUERY_ERRORS: tuple[type[BaseException], ...] = (DatabaseError,)
+
+
+@contextmanager
+def storage_call(what: str) -> Iterator[None]:
+    """Map ClickHouse's failures to the two retryable kinds callers handle:
+    unreachable (DependencyUnavailableError) and refused (StorageError).
+
+    chDB reports a read-only data directory, a full disk or too many parts as
+    a DatabaseError (code 1001 and others, measured); retrying only "unreachable"
+    once crashed the sink on those and dropped its batch (issue 11)."""
+    try:
+        yield
+    except UNAVAILABLE_ERRORS as exc:
+        raise DependencyUnavailableError(f"{what} failed: ClickHouse unreachable: {exc}") from exc
+    except ClickHouseError as exc:
+        raise StorageError(f"{what} failed: {exc}") from exc
 
 
 def connect(dsn: str, database: str | None = None, **settings: Any) -> Any:

@@ -6,9 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
+from sentinel_usage.analytics.clickhouse import storage_call
 from sentinel_usage.core.aggregate import UsageAggregate, WindowKey, WindowState
-from sentinel_usage.core.errors import DependencyUnavailableError
 from sentinel_usage.core.events import event_time
 from sentinel_usage.core.sketch import LatencySketch
 
@@ -38,7 +37,8 @@ _LOAD_COLUMNS: Final = ", ".join(c for c in COLUMNS if c != "version")
 
 class RollupStore:
     """Blocking (run in a thread). Raises DependencyUnavailableError when ClickHouse
-    cannot be reached. Writing a state again is idempotent (the newest version wins)."""
+    cannot be reached and StorageError when it refuses (both: retry). Writing a state
+    again is idempotent (the newest version wins)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -73,25 +73,21 @@ class RollupStore:
                     s.last_offset,
                 ]
             )
-        try:
+        with storage_call("rollup insert"):
             self._client.insert("usage_rollups", rows, column_names=COLUMNS)
-        except UNAVAILABLE_ERRORS as exc:
-            raise DependencyUnavailableError(f"ClickHouse rollup insert failed: {exc}") from exc
         return len(rows)
 
     def load(self, keys: Sequence[WindowKey]) -> dict[WindowKey, WindowState]:
         """The stored states of `keys` (those that exist)."""
         if not keys:
             return {}
-        try:
+        with storage_call("rollup query"):
             rows = self._client.query(
                 f"SELECT {_LOAD_COLUMNS} FROM usage_rollups FINAL "
                 "WHERE (project_id, pass_id, window_start) IN "
                 "{keys:Array(Tuple(String, String, DateTime64(3, 'UTC')))}",
                 parameters={"keys": [tuple(k) for k in keys]},
             ).result_rows
-        except UNAVAILABLE_ERRORS as exc:
-            raise DependencyUnavailableError(f"ClickHouse rollup query failed: {exc}") from exc
         states = [_state(row) for row in rows]
         return {s.key: s for s in states}
 

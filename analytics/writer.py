@@ -8,9 +8,8 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
+from sentinel_usage.analytics.clickhouse import storage_call
 from sentinel_usage.core.columns import EVENT_SCHEMA, events_table, row_keys
-from sentinel_usage.core.errors import DependencyUnavailableError
 from sentinel_usage.core.events import UsageEvent
 
 COLUMNS: Final = (
@@ -36,8 +35,9 @@ class ActivityLogWriter:
     """Inserts events as one Arrow block per call.
 
     Blocking (run it in a thread from async code). Raises
-    DependencyUnavailableError when ClickHouse cannot be reached (the caller
-    retries); any other error is a bug or a schema mismatch and propagates.
+    DependencyUnavailableError when ClickHouse cannot be reached and StorageError
+    when it refuses the write (a read-only or full disk, too many parts, a schema
+    mismatch): the caller retries both and never skips the rows.
     Writing the same events again is harmless: the table folds duplicates.
     """
 
@@ -60,10 +60,8 @@ class ActivityLogWriter:
                 for name in COLUMNS
             }
         )
-        try:
+        with storage_call("activity log insert"):
             self._client.insert_arrow("activity_log", block)
-        except UNAVAILABLE_ERRORS as exc:
-            raise DependencyUnavailableError(f"ClickHouse insert failed: {exc}") from exc
         return int(table.num_rows)
 
     def existing(self, events: pa.Table) -> pa.Table:
@@ -80,7 +78,7 @@ class ActivityLogWriter:
         if events.num_rows == 0:
             return _EMPTY_IDENTITIES
         started = pc.min_max(events.column("started_at"))
-        try:
+        with storage_call("activity log lookup"):
             self._ensure_probe()
             self._client.command("TRUNCATE TABLE dedup_probe")
             self._client.insert_arrow(
@@ -100,8 +98,6 @@ class ActivityLogWriter:
                     "hi": started["max"].as_py(),
                 },
             )
-        except UNAVAILABLE_ERRORS as exc:
-            raise DependencyUnavailableError(f"ClickHouse lookup failed: {exc}") from exc
         return found.cast(_IDENTITY_SCHEMA)
 
     def _ensure_probe(self) -> None:

@@ -15,6 +15,7 @@ from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.auth import TokenVerifier
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import ConfigurationError
+from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.ingest.producer import EventPublisher
@@ -32,6 +33,7 @@ class ApiServices:
     alerts: AlertStore
     clickhouse: Any
     clock: Clock = SYSTEM_CLOCK
+    health: HealthBoard = HEALTH
 
     async def start(self) -> None:
         await self.publisher.start()
@@ -56,6 +58,8 @@ class ApiServices:
         except Exception as exc:  # noqa: BLE001
             checks["clickhouse"] = f"unreachable: {exc!r}"
             checks["migrations"] = "unknown"
+        # What the worker in this process reports (`up`): a sink retrying, a worker down.
+        checks.update(self.health.problems())
         return checks
 
 

@@ -25,3 +25,9 @@ class InvalidEventError(SentinelError):
 
 class DependencyUnavailableError(SentinelError):
     """Kafka or ClickHouse could not be reached: retry later, do not dead-letter."""
+
+
+class StorageError(SentinelError):
+    """ClickHouse was reached but refused a write or a read (a read-only or full disk,
+    too many parts, a server-side error): retry with back-off, never skip the data.
+    Validated rows are never the cause, so nothing is dead-lettered for it."""

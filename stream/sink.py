@@ -3,9 +3,14 @@
 Contract: `process()` returns only when every new event of the batch is in the
 activity log, every window it changed is in the rollups, and every invalid
 record is acknowledged by the dead-letter topic; the caller acks (and so lets
-Faust commit) the batch's offsets only after that. While ClickHouse is
-unavailable it retries with back-off and blocks the stream (back-pressure); it
-never dead-letters for that reason.
+Faust commit) the batch's offsets only after that. Any failure to write
+(ClickHouse unreachable or refusing, the broker not acknowledging a dead letter
+or the changelog) is retried with back-off while the stream waits
+(back-pressure), `/readyz` says why and `sentinel_sink_retries_total` counts;
+nothing is dead-lettered for it and the batch is never skipped. Only a record
+that is itself invalid goes to the dead-letter topic. `process_until_done` adds
+the last resort: an unforeseen error (a bug) is logged, counted and the same
+batch tried again, so offsets never move past a batch that was not written.
 
 Order, and why it is exact under redelivery and resends:
 1. decode; drop events the activity log already holds (resent, or redelivered
@@ -30,19 +35,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
+from aiokafka.errors import KafkaError
 
 from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.writer import ActivityLogWriter, identity_keys
 from sentinel_usage.core.aggregate import WindowState
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
-from sentinel_usage.core.errors import DependencyUnavailableError
+from sentinel_usage.core.errors import DependencyUnavailableError, StorageError
 from sentinel_usage.core.events import EventValidator
+from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord, decode_records
 from sentinel_usage.stream.metrics import (
     DEAD_LETTERS,
     DUPLICATES_DROPPED,
     EVENTS_WRITTEN,
     SINK_BATCH_SECONDS,
+    SINK_FAILURES,
     SINK_RETRIES,
     WINDOWS_WRITTEN,
     PassMetrics,
@@ -54,6 +62,9 @@ log = structlog.get_logger(__name__)
 SendDeadLetter = Callable[[DeadLetter], Awaitable[None]]
 FlushChangelog = Callable[[], Awaitable[None]]
 T = TypeVar("T")
+
+# "Retry later": the write did not happen and may succeed when the fault clears.
+RETRYABLE: tuple[type[BaseException], ...] = (DependencyUnavailableError, StorageError, KafkaError)
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ class UsageSink:
         policy: SinkPolicy = SinkPolicy(),
         clock: Clock = SYSTEM_CLOCK,
         pass_metrics: PassMetrics | None = None,
+        health: HealthBoard = HEALTH,
     ) -> None:
         self._writer = writer
         self._rollups = rollups
@@ -93,8 +105,33 @@ class UsageSink:
         self._policy = policy
         self._clock = clock
         self._pass_metrics = pass_metrics or PassMetrics()
+        self._health = health
         self._started = False
         self._last_eviction = 0.0
+
+    async def process_until_done(self, records: Sequence[SourceRecord]) -> int:
+        """`process`, tried again after an unforeseen error until it succeeds.
+
+        Re-running a batch is safe by the order of writes (module docstring). An
+        error here is a bug, not a fault of the data (records were validated) nor
+        of a dependency (retried inside): the stream stops on this batch, says so
+        in `/readyz`, the log and `sentinel_sink_failures_total`, rather than skip
+        it; it resumes by itself if the cause was transient after all."""
+        attempt = 0
+        while True:
+            try:
+                written = await self.process(records)
+            except Exception as exc:  # last resort: never skip a batch (see above)
+                delay = self._policy.retry.delay(attempt)
+                SINK_FAILURES.labels(error=type(exc).__name__).inc()
+                self._health.report("sink", f"batch failing, retried in {delay:g} s: {exc!r}")
+                log.exception("sink_batch_failed", attempt=attempt, retry_in=delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            if attempt:
+                self._health.report("sink", None)
+            return written
 
     async def process(self, records: Sequence[SourceRecord]) -> int:
         """Handle one batch; return the number of new events written."""
@@ -113,7 +150,7 @@ class UsageSink:
         assigned = self._windows.assign(fresh)
         loaded = await self._retry(self._rollups.load, self._windows.missing(assigned.keys))
         changed = self._windows.apply(assigned, loaded)
-        await self._flush_changelog()
+        await self._retry_async("changelog flush", self._flush_changelog)
 
         await self._retry(self._writer.write, fresh)
         await self._retry(self._rollups.write, changed)
@@ -165,7 +202,7 @@ class UsageSink:
         return events
 
     async def _dead_letter(self, dead: DeadLetter) -> None:
-        await self._send_dead_letter(dead)
+        await self._retry_async("dead letter", lambda: self._send_dead_letter(dead))
         DEAD_LETTERS.labels(reason=dead.reason).inc()
         log.warning(
             "dead_lettered",
@@ -185,17 +222,30 @@ class UsageSink:
         if old:
             await self._retry(self._rollups.write, old)
             self._windows.evict(old)
-            await self._flush_changelog()
+            await self._retry_async("changelog flush", self._flush_changelog)
             log.info("windows_evicted", count=len(old))
 
     async def _retry(self, call: Callable[..., T], *args: object) -> T:
+        """A blocking ClickHouse call, in a thread, retried (see `_retry_async`)."""
+        name = getattr(call, "__qualname__", "clickhouse call")
+        return await self._retry_async(name, lambda: asyncio.to_thread(call, *args))
+
+    async def _retry_async(self, what: str, attempt_once: Callable[[], Awaitable[T]]) -> T:
+        """Await `attempt_once()` until it succeeds; a RETRYABLE failure is counted,
+        shown by `/readyz` while it lasts and retried with back-off."""
         attempt = 0
         while True:
             try:
-                return await asyncio.to_thread(call, *args)
-            except DependencyUnavailableError as exc:
+                result = await attempt_once()
+            except RETRYABLE as exc:
                 delay = self._policy.retry.delay(attempt)
                 SINK_RETRIES.inc()
-                log.warning("clickhouse_retry", attempt=attempt, delay=delay, error=str(exc))
+                self._health.report("sink", f"{what} failing, retrying in {delay:g} s: {exc}")
+                log.warning("sink_retry", what=what, attempt=attempt, delay=delay, error=str(exc))
                 await asyncio.sleep(delay)
                 attempt += 1
+                continue
+            if attempt:
+                self._health.report("sink", None)
+                log.info("sink_recovered", what=what, attempts=attempt)
+            return result

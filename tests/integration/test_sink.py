@@ -106,3 +106,54 @@ async def test_valid_rows_are_written_and_bad_ones_dead_lettered_with_their_sour
     assert letters[1]["errors"] == [
         {"field": "client_ip", "message": "is not a valid IPv4 or IPv6 address"}
     ]
+
+
+async def test_a_write_clickhouse_refuses_is_retried_until_it_clears_and_nothing_is_lost(
+    clickhouse: Any,
+) -> None:
+    """Issue 11: chDB refusing writes (it said DatabaseError, code 1001, for a read-only
+    data directory) crashed the agent and lost its batch. Here the engine refuses for
+    real: the table is renamed away while the sink writes, then put back."""
+    from sentinel_usage.core.health import HealthBoard
+    from sentinel_usage.stream.metrics import SINK_RETRIES
+
+    pass_id = f"SP-{uuid.uuid4().hex[:8]}"
+    events = [VALIDATOR.validate(raw_event(pass_id=pass_id)) for _ in range(50)]
+    (envelope,) = encode_envelopes(events)
+    records = [SourceRecord("sentinel.usage.events", 0, 7, pass_id.encode(), envelope.payload)]
+    health = HealthBoard()
+
+    async def no_changelog() -> None:
+        pass
+
+    async def no_dead_letters(dead: DeadLetter) -> None:
+        raise AssertionError(f"nothing here is invalid: {dead.reason}")
+
+    sink = UsageSink(
+        ActivityLogWriter(clickhouse),
+        RollupStore(clickhouse),
+        UsageWindows(InMemoryWindowStore()),
+        no_dead_letters,
+        no_changelog,
+        VALIDATOR,
+        SinkPolicy(retry=RetryPolicy(first_delay=0.05, max_delay=0.2)),
+        health=health,
+    )
+    retries_before = SINK_RETRIES._value.get()
+    clickhouse.command("RENAME TABLE activity_log TO activity_log_away")
+    try:
+        writing = asyncio.create_task(sink.process_until_done(records))
+        async with asyncio.timeout(20):
+            while "sink" not in health.problems():
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert not writing.done()  # waiting, not skipping
+        assert "activity_log" in health.problems()["sink"]
+    finally:
+        clickhouse.command("RENAME TABLE activity_log_away TO activity_log")
+    async with asyncio.timeout(20):
+        assert await writing == 50
+    assert SINK_RETRIES._value.get() > retries_before
+    assert health.problems() == {}
+    page = ActivityLogQuery(clickhouse).page(ProjectScope("proj-a"), pass_id, 1, 100)
+    assert page.total == 50
