@@ -72,6 +72,11 @@ class PassAlertState:
     def firing(self) -> bool:
         return self.alert_id is not None
 
+    @property
+    def quiet(self) -> bool:
+        """Not firing and nothing to publish: the same as no state at all."""
+        return not self.firing and self.outbox is None
+
     def evaluate(
         self,
         rule: ErrorRateRule,

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     alert_min_requests: int = Field(20, ge=1)
     alert_window_seconds: int = Field(300, ge=1, description="trailing window of the rule")
     alert_every_seconds: float = Field(60.0, gt=0, description="evaluation interval")
+    lag_every_seconds: float = Field(5.0, gt=0, description="consumer-lag metric interval")
     alertmanager_url: str | None = Field(None, description="e.g. http://alertmanager:9093")
     worker_metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Prometheus port of a worker run without the API"

@@ -40,6 +40,7 @@ class ErrorRateEvaluator:
         self._states = states
         self._publish = publish
         self._flush = flush
+        self._stored: set[PassKey] = set()
 
     async def evaluate(self, now: datetime) -> list[PassAlertState]:
         """One round over every pass with recent windows or an open alert; returns the
@@ -58,6 +59,7 @@ class ErrorRateEvaluator:
                     errors + window.aggregate.error_count,
                 )
         states = self._load()
+        self._stored = set(states)
         changed: list[PassAlertState] = []
         for key in set(totals) | {k for k, s in states.items() if s.firing or s.outbox}:
             state = states.setdefault(key, PassAlertState(*key))
@@ -69,6 +71,9 @@ class ErrorRateEvaluator:
                 state.outbox = event
             if state.to_bytes() != before:
                 changed.append(state)
+        # A pass that is not firing and has nothing to publish needs no state: its
+        # entry goes (kept, every pass ever seen stayed in the table for good).
+        changed += [s for k, s in states.items() if s.quiet and k in self._stored]
         await self._save(changed)
 
         waiting = [s for s in states.values() if s.outbox is not None]
@@ -84,8 +89,17 @@ class ErrorRateEvaluator:
         return {(s.project_id, s.pass_id): s for s in loaded}
 
     async def _save(self, states: list[PassAlertState]) -> None:
+        written = False
         for state in states:
             key = f"{state.project_id}\x1f{state.pass_id}".encode()
-            self._states.put(key, state.to_bytes(), state.partition)
-        if states:
+            if not state.quiet:
+                self._states.put(key, state.to_bytes(), state.partition)
+                self._stored.add((state.project_id, state.pass_id))
+            elif (state.project_id, state.pass_id) in self._stored:
+                self._states.delete(key, state.partition)
+                self._stored.discard((state.project_id, state.pass_id))
+            else:
+                continue
+            written = True
+        if written:
             await self._flush()

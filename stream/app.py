@@ -12,6 +12,7 @@ from typing import Any
 import faust
 import structlog
 from aiokafka.errors import KafkaError
+from mode.supervisors import CrashingSupervisor
 
 from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.rollups import RollupStore
@@ -26,7 +27,13 @@ from sentinel_usage.stream import alertmanager
 from sentinel_usage.stream.alertmanager import AlertmanagerNotifier
 from sentinel_usage.stream.alerts import ErrorRateEvaluator
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
-from sentinel_usage.stream.metrics import ALERTS_FIRING, ALERTS_PUBLISHED, CONSUMER_LAG, PassMetrics
+from sentinel_usage.stream.metrics import (
+    ALERTS_FIRING,
+    ALERTS_PUBLISHED,
+    CONSUMER_LAG,
+    PERIODIC_FAILURES,
+    PassMetrics,
+)
 from sentinel_usage.stream.sink import SinkPolicy, UsageSink
 from sentinel_usage.stream.windows import UsageWindows, WindowPolicy
 
@@ -130,22 +137,38 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
     )
     _add_alerting(app, settings, clickhouse, windows, pass_metrics, flush_changelog)
 
-    @app.agent(events_topic, name="activity-sink")
+    batcher = SinkBatcher(settings.sink_batch_max_messages, settings.sink_batch_bytes)
+
+    @app.on_partitions_revoked.connect
+    async def drop_revoked(sender: Any, /, *args: Any, signal: Any, **kw: Any) -> None:
+        # Not acked, so not committed: the partition's new owner reads them again.
+        (revoked,) = args
+        dropped = batcher.drop({tp.partition for tp in revoked if tp.topic == topics.EVENTS})
+        if dropped:
+            log.info("sink_batch_dropped_on_revocation", messages=dropped)
+
+    # CrashingSupervisor: should the agent die anyway, the worker stops (exit code
+    # non-zero, for `up` or a supervisor to restart). Faust's default restarts the
+    # agent in place, past the records it had taken and not acked: they were
+    # neither written nor committed, and waited for the next restart (issue 11).
+    @app.agent(events_topic, name="activity-sink", supervisor_strategy=CrashingSupervisor)
     async def activity_sink(stream: Any) -> None:
         # noack_take: Faust must not ack (and so commit) a record before its rows
         # are in ClickHouse. take()/take_events() ack in a `finally`, which also
         # runs when the batch fails or the worker is cancelled mid-insert.
-        batcher = SinkBatcher(settings.sink_batch_max_messages, settings.sink_batch_bytes)
         async for taken in stream.noack_take(
             settings.sink_batch_messages, within=settings.sink_batch_seconds
         ):
             full = len(taken) == settings.sink_batch_messages
             batch = batcher.add(taken, more_waiting=full)
             if batch:
-                await sink.process(_records(batch))
+                await sink.process_until_done(_records(batch))
                 for event in batch:
                     await stream.ack(event)
 
+    app.timer(interval=settings.lag_every_seconds, name="update-lag")(
+        periodic("update_lag", lambda: _update_lag(app))
+    )
     return app
 
 
@@ -214,20 +237,42 @@ def _add_alerting(
         if notifier is not None:
             notifier.notify([alertmanager.still_firing(s, now, hold) for s in firing])
         pass_metrics.prune(now)
-        _update_lag(app)
 
-    app.timer(interval=settings.alert_every_seconds)(evaluate_alerts)
+    app.timer(interval=settings.alert_every_seconds, name="evaluate-alerts")(
+        periodic("evaluate_alerts", evaluate_alerts)
+    )
 
 
-def _update_lag(app: faust.App) -> None:
+async def _update_lag(app: faust.App) -> None:
     consumer = app.consumer
     # Faust keeps the committed offsets in a private map; reading it is harmless.
     committed = getattr(consumer, "_committed_offset", {})
     for tp in consumer.assignment():
         if tp.topic != topics.EVENTS:
             continue
+        # None until the first fetch of the partition returned (measured: a None
+        # here once killed ingest and API together, issue 11).
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
         done = committed.get(tp) or 0
-        CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, consumer.highwater(tp) - done))
+        CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - done))
+
+
+def periodic(name: str, run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """`run` as a timer body that cannot stop the process (DESIGN invariant 8): an
+    error is logged with its traceback and counted (`sentinel_periodic_failures_total`),
+    and the timer runs it again at its next tick."""
+
+    async def guarded() -> None:
+        try:
+            await run()
+        except Exception:  # a timer's failure is its own, never the process's
+            PERIODIC_FAILURES.labels(task=name).inc()
+            log.exception("periodic_task_failed", task=name)
+
+    guarded.__name__ = guarded.__qualname__ = name
+    return guarded
 
 
 class SinkBatcher:
@@ -246,6 +291,15 @@ class SinkBatcher:
         self._max_bytes = max_bytes
         self._pending: list[Any] = []
         self._bytes = 0
+
+    def drop(self, partitions: set[int]) -> int:
+        """Forget what is pending from `partitions` (revoked: not ours to write or
+        ack any more); return how many messages were dropped."""
+        kept = [e for e in self._pending if e.message.partition not in partitions]
+        dropped = len(self._pending) - len(kept)
+        self._pending = kept
+        self._bytes = sum(len(event.message.value or b"") for event in kept)
+        return dropped
 
     def add(self, taken: Sequence[Any], more_waiting: bool) -> list[Any]:
         """The batch to process now (empty: keep taking)."""

@@ -15,7 +15,13 @@ SINK_BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SINK_RETRIES = Counter(
-    "sentinel_sink_retries", "ClickHouse inserts retried because ClickHouse was unavailable."
+    "sentinel_sink_retries",
+    "Sink writes retried: ClickHouse unreachable or refusing, or the broker not acknowledging.",
+)
+SINK_FAILURES = Counter(
+    "sentinel_sink_failures",
+    "Sink batches that failed with an unforeseen error and were tried again.",
+    labelnames=["error"],
 )
 DUPLICATES_DROPPED = Counter(
     "sentinel_sink_duplicates_dropped",
@@ -23,6 +29,11 @@ DUPLICATES_DROPPED = Counter(
 )
 WINDOWS_WRITTEN = Counter("sentinel_sink_windows_written", "Window rollup rows written.")
 
+PERIODIC_FAILURES = Counter(
+    "sentinel_periodic_failures",
+    "Runs of a periodic task (timer, metrics helper, notifier) that raised; it runs again.",
+    labelnames=["task"],
+)
 ALERTS_FIRING = Gauge("sentinel_alerts_firing", "Error-rate alerts firing now.")
 ALERTS_PUBLISHED = Counter(
     "sentinel_alerts_published", "Alert transitions published.", labelnames=["state"]

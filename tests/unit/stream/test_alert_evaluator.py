@@ -91,3 +91,17 @@ async def test_a_failed_publish_stays_in_the_outbox_and_a_restart_fires_nothing_
     h.evaluator = h.build()
     await h.evaluator.evaluate(T0 + timedelta(seconds=20))
     assert len(h.published) == 1
+
+
+async def test_quiet_passes_leave_no_alert_state_behind() -> None:
+    h = Harness()
+    for n in range(50):  # many passes with traffic, none failing
+        h.traffic(T0, 30, 0, pass_id=f"SP-{n}")
+    h.traffic(T0, 100, 50, pass_id="SP-bad")
+    await h.evaluator.evaluate(T0)
+    assert [k.split(b"\x1f")[1] for k in h.alert_store.data] == [b"SP-bad"]
+
+    later = T0 + 10 * MINUTE  # resolved: the incident's state goes too
+    await h.evaluator.evaluate(later)
+    assert [e.state for e in h.published] == ["firing", "resolved"]
+    assert h.alert_store.data == {}

@@ -1,0 +1,84 @@
+"""The worker's small parts that must never lose or stop anything: the batcher on
+a revocation, the periodic guard, the lag metric before the first fetch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from sentinel_usage.core import topics
+from sentinel_usage.stream.app import SinkBatcher, _update_lag, periodic
+from sentinel_usage.stream.metrics import CONSUMER_LAG, PERIODIC_FAILURES
+
+
+@dataclass
+class Message:
+    partition: int
+    value: bytes
+
+
+@dataclass
+class Taken:
+    message: Message
+
+
+def taken(partition: int, n: int) -> list[Taken]:
+    return [Taken(Message(partition, b"x" * 10)) for _ in range(n)]
+
+
+def test_the_batcher_forgets_what_it_holds_of_revoked_partitions() -> None:
+    batcher = SinkBatcher(max_messages=100, max_bytes=10_000)
+    assert batcher.add(taken(0, 3) + taken(1, 2) + taken(2, 1), more_waiting=True) == []
+
+    assert batcher.drop({1, 2}) == 3
+
+    batch = batcher.add(taken(0, 1), more_waiting=False)
+    assert [t.message.partition for t in batch] == [0, 0, 0, 0]
+
+
+async def test_a_failing_periodic_task_is_counted_and_runs_again() -> None:
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise TypeError("unsupported operand type(s) for -: 'NoneType' and 'int'")
+
+    before = PERIODIC_FAILURES.labels(task="flaky")._value.get()
+    guarded = periodic("flaky", flaky)
+    await guarded()  # raises inside, not out
+    await guarded()
+    assert calls == 2
+    assert PERIODIC_FAILURES.labels(task="flaky")._value.get() == before + 1
+
+
+@dataclass
+class Consumer:
+    """What _update_lag reads of Faust's consumer (a unit-level stand-in, no Kafka)."""
+
+    highwaters: dict[TopicPartition, int | None]
+    _committed_offset: dict[TopicPartition, int]
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters[tp]
+
+
+@dataclass
+class App:
+    consumer: Any
+
+
+async def test_lag_skips_partitions_whose_high_water_mark_is_not_known_yet() -> None:
+    fetched, unknown = TopicPartition(topics.EVENTS, 7), TopicPartition(topics.EVENTS, 8)
+    app = App(Consumer({fetched: 120, unknown: None}, {fetched: 100}))
+    await _update_lag(app)  # type: ignore[arg-type]
+    assert CONSUMER_LAG.labels(partition="7")._value.get() == 20
+    with pytest.raises(KeyError):
+        CONSUMER_LAG._metrics[("8",)]
