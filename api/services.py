@@ -15,8 +15,8 @@ from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.auth import TokenVerifier
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import ConfigurationError
-from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
+from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.ingest.producer import EventPublisher
 
