@@ -144,7 +144,7 @@ async def test_a_write_clickhouse_refuses_is_retried_until_it_clears_and_nothing
     try:
         writing = asyncio.create_task(sink.process_until_done(records))
         async with asyncio.timeout(20):
-            while "sink" not in health.problems():
+            while "sink" not in health.problems():  # noqa: ASYNC110 - polled by design
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         assert not writing.done()  # waiting, not skipping
