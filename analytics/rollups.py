@@ -31,6 +31,7 @@ COLUMNS: Final = (
     "last_event_at",
     "source_partition",
     "last_offset",
+    "source_epoch",
 )
 _LOAD_COLUMNS: Final = ", ".join(c for c in COLUMNS if c != "version")
 
@@ -71,6 +72,7 @@ class RollupStore:
                     a.last_event_at,
                     s.source_partition,
                     s.last_offset,
+                    s.source_epoch,
                 ]
             )
         with storage_call("rollup insert"):
@@ -94,7 +96,7 @@ class RollupStore:
 
 def _state(row: Sequence[Any]) -> WindowState:
     (project_id, pass_id, window_start, window_seconds, tr, sc, ec, tg, tf, ls, lc, lm, sz,
-     sketch, endpoints, last_event_at, partition, offset) = row  # fmt: skip
+     sketch, endpoints, last_event_at, partition, offset, epoch) = row  # fmt: skip
     aggregate = UsageAggregate(
         total_requests=tr,
         success_count=sc,
@@ -116,4 +118,5 @@ def _state(row: Sequence[Any]) -> WindowState:
         aggregate,
         partition,
         offset,
+        epoch,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
@@ -18,7 +19,9 @@ from sentinel_usage.core.errors import ConfigurationError
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
 from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.core.settings import Settings
-from sentinel_usage.ingest.producer import EventPublisher
+from sentinel_usage.ingest.durable import CommittedOffsets, DurablePublisher
+from sentinel_usage.ingest.journal import IngestJournal
+from sentinel_usage.ingest.producer import EventPublisher, Publisher
 
 
 @dataclass
@@ -26,7 +29,7 @@ class ApiServices:
     settings: Settings
     verifier: TokenVerifier
     validator: EventValidator
-    publisher: EventPublisher
+    publisher: Publisher
     activity: ActivityLogQuery
     usage: UsageQuery
     exports: ExportAudit
@@ -63,7 +66,8 @@ class ApiServices:
         return checks
 
 
-def build_services(settings: Settings) -> ApiServices:
+def build_services(settings: Settings, journal: IngestJournal | None = None) -> ApiServices:
+    """`journal`: the embedded mode's, already replayed (see cli `up`)."""
     if settings.kafka_bootstrap_servers is None:
         raise ConfigurationError("the API needs KAFKA_BOOTSTRAP_SERVERS (or run `up`)")
     if settings.jwt_public_key_file is not None:
@@ -83,10 +87,28 @@ def build_services(settings: Settings) -> ApiServices:
         settings=settings,
         verifier=verifier,
         validator=EventValidator(policy),
-        publisher=EventPublisher(settings.kafka_bootstrap_servers),
+        publisher=_publisher(settings, settings.kafka_bootstrap_servers, journal),
         activity=ActivityLogQuery(clickhouse),
         usage=UsageQuery(clickhouse),
         exports=ExportAudit(clickhouse),
         alerts=AlertStore(clickhouse),
         clickhouse=clickhouse,
     )
+
+
+def _publisher(
+    settings: Settings, bootstrap_servers: str, journal: IngestJournal | None
+) -> Publisher:
+    publisher = EventPublisher(bootstrap_servers)
+    if not settings.ingest_journal:
+        return publisher
+    return DurablePublisher(
+        publisher,
+        journal or IngestJournal(journal_directory(settings)),
+        CommittedOffsets(bootstrap_servers),
+        trim_every=settings.journal_trim_seconds,
+    )
+
+
+def journal_directory(settings: Settings) -> Path:
+    return settings.data_dir / "journal"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import uuid
 from collections.abc import Sequence
 
 from sentinel_usage.analytics.clickhouse import connect
@@ -92,11 +93,23 @@ def _prepare(settings: Settings) -> asyncio.AbstractEventLoop:
 
 
 def _worker(settings: Settings, with_api: bool = False) -> int:
-    from sentinel_usage.stream.app import create_stream_app, run_worker
+    from sentinel_usage.api.services import journal_directory
+    from sentinel_usage.ingest.durable import replay_journal
+    from sentinel_usage.ingest.journal import IngestJournal
+    from sentinel_usage.stream.app import create_stream_app, run_worker, window_policy
+    from sentinel_usage.stream.reconcile import rebuild_lost_windows
 
     if settings.kafka_bootstrap_servers is None:
         raise ConfigurationError("`worker` needs KAFKA_BOOTSTRAP_SERVERS (or use `up`)")
-    _prepare(settings)
+    loop = _prepare(settings)
+    journal = None
+    if settings.ingest_journal:
+        # The embedded broker kept nothing: what was acknowledged goes back in before
+        # the worker subscribes, and the rollups are made whole from the raw log
+        # before the worker loads windows from them (its changelog is gone too).
+        journal = IngestJournal(journal_directory(settings))
+        loop.run_until_complete(replay_journal(journal, settings.kafka_bootstrap_servers))
+        rebuild_lost_windows(connect(settings.clickhouse_dsn), window_policy(settings))
     validator = EventValidator(ValidationPolicy.from_settings(settings))
     app = create_stream_app(settings, connect(settings.clickhouse_dsn), validator)
     if with_api:
@@ -104,7 +117,7 @@ def _worker(settings: Settings, with_api: bool = False) -> int:
         from sentinel_usage.api.services import build_services
         from sentinel_usage.cli.api_task import attach_api
 
-        api = create_app(build_services(settings))
+        api = create_app(build_services(settings, journal))
         attach_api(
             app,
             api,
@@ -146,7 +159,14 @@ def _up(settings: Settings) -> int:
     broker = None
     if settings.embedded_broker:
         broker = TansuBroker(log_path=settings.data_dir / "tansu.log").start()
-        settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+        settings = settings.model_copy(
+            update={
+                "kafka_bootstrap_servers": broker.bootstrap_servers,
+                "ingest_journal": True,
+                # This broker's offsets start again from 0: they mean nothing next time.
+                "broker_epoch": uuid.uuid4().hex,
+            }
+        )
     try:
         return _worker(settings, with_api=True)
     finally:

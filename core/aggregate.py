@@ -143,7 +143,9 @@ class WindowState:
 
     Events of a pass all come from one source partition (the topic is keyed by
     pass_id) in offset order, so `last_offset` tells exactly which records this
-    window already holds: a redelivered record is recognised and skipped.
+    window already holds: a redelivered record is recognised and skipped. Offsets
+    mean something only within one broker's life (`source_epoch`): the embedded
+    broker starts from offset 0 at every start.
     """
 
     project_id: str
@@ -153,6 +155,7 @@ class WindowState:
     aggregate: UsageAggregate = field(default_factory=UsageAggregate)
     source_partition: int = -1
     last_offset: int = -1
+    source_epoch: str = ""
 
     @property
     def key(self) -> WindowKey:
@@ -168,6 +171,7 @@ class WindowState:
                 "a": self.aggregate.to_state(),
                 "sp": self.source_partition,
                 "o": self.last_offset,
+                "ep": self.source_epoch,
             }
         )
 
@@ -182,6 +186,7 @@ class WindowState:
             aggregate=UsageAggregate.from_state(raw["a"]),
             source_partition=raw["sp"],
             last_offset=raw["o"],
+            source_epoch=raw.get("ep", ""),
         )
 
 

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SENTINEL_CLICKHOUSE_URL", "CLICKHOUSE_URL"),
         description="http(s)://user:pass@host:8123/db or chdb:///path; unset = chDB in data_dir.",
     )
+    # Set by `up` when it starts the embedded broker, which keeps nothing across a
+    # restart: the ingest journals what it acknowledges (ingest/journal.py), and
+    # offsets are qualified by the broker's life (`broker_epoch`, stream/windows.py).
+    ingest_journal: bool = False
+    broker_epoch: str = ""
+    journal_trim_seconds: float = Field(
+        2.0, gt=0, description="how often consumed journal segments are deleted"
+    )
     events_topic_partitions: int = Field(4, ge=1, le=1024)
     kafka_replication_factor: int = Field(1, ge=1, le=16)
 

@@ -8,3 +8,6 @@ ALERTS: Final = "sentinel.usage.alerts"
 DLQ: Final = "sentinel.usage.dlq"
 
 ALL: Final = (EVENTS, ROLLUPS, ALERTS, DLQ)
+
+# The stream workers' consumer group (and Faust's app id).
+CONSUMER_GROUP: Final = "sentinel-usage"

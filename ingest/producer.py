@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -43,6 +43,17 @@ def kafka_producer(bootstrap_servers: str, **options: Any) -> AIOKafkaProducer:
     }
     defaults.update(options)
     return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **defaults)
+
+
+class Publisher(Protocol):
+    """What the HTTP ingest publishes through: EventPublisher, or the embedded mode's
+    DurablePublisher (ingest/durable.py)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def publish_envelopes(self, envelopes: Sequence[Envelope]) -> int: ...
+    async def partitioner(self) -> Callable[[str], int]: ...
+    async def ping(self) -> None: ...
 
 
 class EventPublisher:
@@ -78,7 +89,7 @@ class EventPublisher:
         envelopes may then have been written, which is safe because downstream
         deduplicates by event_id.
         """
-        return await self.publish_envelopes(encode_envelopes(events))
+        return await self.publish_envelopes(list(encode_envelopes(events)))
 
     async def partitioner(self) -> Callable[[str], int]:
         """The partition a message keyed by a pass id goes to: Kafka's default
@@ -90,17 +101,19 @@ class EventPublisher:
 
         return partition_of
 
-    async def publish_envelopes(self, envelopes: Iterable[Envelope]) -> int:
+    async def publish_envelopes(self, envelopes: Sequence[Envelope]) -> int:
         """Send envelopes (keyed by pass); return the events sent once all are acked."""
-        deliveries = []
-        sent = 0
-        for env in envelopes:
-            deliveries.append(
-                await self._producer.send(self._topic, value=env.payload, key=env.pass_id.encode())
-            )
-            sent += env.event_count
-        await asyncio.gather(*deliveries)
-        return sent
+        await self.publish_positions(envelopes)
+        return sum(env.event_count for env in envelopes)
+
+    async def publish_positions(self, envelopes: Sequence[Envelope]) -> list[tuple[int, int]]:
+        """Send envelopes (keyed by pass); once all are acked, return the (partition,
+        offset) the broker gave each."""
+        deliveries = [
+            await self._producer.send(self._topic, value=env.payload, key=env.pass_id.encode())
+            for env in envelopes
+        ]
+        return [(meta.partition, meta.offset) for meta in await asyncio.gather(*deliveries)]
 
     async def ping(self) -> None:
         """Raise if the broker cannot be reached (metadata round trip)."""

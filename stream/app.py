@@ -22,6 +22,7 @@ from sentinel_usage.core.alerts import AlertEvent
 from sentinel_usage.core.clock import SYSTEM_CLOCK
 from sentinel_usage.core.errors import DependencyUnavailableError
 from sentinel_usage.core.events import EventValidator
+from sentinel_usage.core.periodic import periodic
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.stream import alertmanager
 from sentinel_usage.stream.alertmanager import AlertmanagerNotifier
@@ -31,7 +32,6 @@ from sentinel_usage.stream.metrics import (
     ALERTS_FIRING,
     ALERTS_PUBLISHED,
     CONSUMER_LAG,
-    PERIODIC_FAILURES,
     PassMetrics,
 )
 from sentinel_usage.stream.sink import SinkPolicy, UsageSink
@@ -39,7 +39,7 @@ from sentinel_usage.stream.windows import UsageWindows, WindowPolicy
 
 log = structlog.get_logger(__name__)
 
-APP_ID = "sentinel-usage"  # also the Kafka consumer group
+APP_ID = topics.CONSUMER_GROUP  # Faust's app id is the Kafka consumer group
 
 
 class TableWindowStore:
@@ -115,10 +115,8 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
     )
     windows = UsageWindows(
         TableWindowStore(windows_table),
-        WindowPolicy(
-            size=timedelta(seconds=settings.window_seconds),
-            resident=timedelta(minutes=settings.window_resident_minutes),
-        ),
+        window_policy(settings),
+        epoch=settings.broker_epoch,
     )
 
     async def flush_changelog() -> None:
@@ -170,6 +168,13 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         periodic("update_lag", lambda: _update_lag(app))
     )
     return app
+
+
+def window_policy(settings: Settings) -> WindowPolicy:
+    return WindowPolicy(
+        size=timedelta(seconds=settings.window_seconds),
+        resident=timedelta(minutes=settings.window_resident_minutes),
+    )
 
 
 def _add_alerting(
@@ -257,22 +262,6 @@ async def _update_lag(app: faust.App) -> None:
             continue
         done = committed.get(tp) or 0
         CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - done))
-
-
-def periodic(name: str, run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-    """`run` as a timer body that cannot stop the process (DESIGN invariant 8): an
-    error is logged with its traceback and counted (`sentinel_periodic_failures_total`),
-    and the timer runs it again at its next tick."""
-
-    async def guarded() -> None:
-        try:
-            await run()
-        except Exception:  # a timer's failure is its own, never the process's
-            PERIODIC_FAILURES.labels(task=name).inc()
-            log.exception("periodic_task_failed", task=name)
-
-    guarded.__name__ = guarded.__qualname__ = name
-    return guarded
 
 
 class SinkBatcher:

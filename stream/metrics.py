@@ -29,11 +29,6 @@ DUPLICATES_DROPPED = Counter(
 )
 WINDOWS_WRITTEN = Counter("sentinel_sink_windows_written", "Window rollup rows written.")
 
-PERIODIC_FAILURES = Counter(
-    "sentinel_periodic_failures",
-    "Runs of a periodic task (timer, metrics helper, notifier) that raised; it runs again.",
-    labelnames=["task"],
-)
 ALERTS_FIRING = Gauge("sentinel_alerts_firing", "Error-rate alerts firing now.")
 ALERTS_PUBLISHED = Counter(
     "sentinel_alerts_published", "Alert transitions published.", labelnames=["state"]

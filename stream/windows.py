@@ -46,9 +46,12 @@ class WindowPolicy:
 
 
 class UsageWindows:
-    def __init__(self, store: WindowStore, policy: WindowPolicy = WindowPolicy()) -> None:
+    def __init__(
+        self, store: WindowStore, policy: WindowPolicy = WindowPolicy(), epoch: str = ""
+    ) -> None:
         self._store = store
         self._policy = policy
+        self._epoch = epoch  # the broker's life the source offsets belong to
         self._step_ms = policy.size // timedelta(milliseconds=1)
 
     def assign(self, table: pa.Table) -> Assigned:
@@ -79,6 +82,11 @@ class UsageWindows:
         partitions = table.column("source_partition").to_numpy()
         for gid, key in enumerate(groups.keys):
             state = self._state(key, loaded)
+            if state.source_epoch != self._epoch:
+                # Offsets of another broker's life (an embedded restart): not comparable.
+                # Kept, they made the new life's records, from offset 0 again, look
+                # like redeliveries and skipped them.
+                state.source_epoch, state.last_offset = self._epoch, -1
             states.append(state)
             partition = int(partitions[first[gid]])
             watermarks[gid] = state.last_offset if state.source_partition == partition else -1

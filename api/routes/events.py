@@ -19,6 +19,7 @@ from sentinel_usage.core.columns import validate_events
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.wire import Envelope, pack_envelopes
 from sentinel_usage.ingest.body import BodyError, LineError, TooManyEventsError, parse_event_body
+from sentinel_usage.ingest.journal import JournalError
 
 router = APIRouter(tags=["ingest"])
 
@@ -70,10 +71,10 @@ async def ingest_events(
         )
         if valid:
             await services.publisher.publish_envelopes(valid)
-    except KafkaError as exc:
+    except (KafkaError, JournalError) as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"the broker did not acknowledge the events ({exc.__class__.__name__}); "
+            f"the events could not be made durable ({exc.__class__.__name__}); "
             "retry the request: events are deduplicated by event_id",
         ) from None
     accepted = sum(envelope.event_count for envelope in valid)

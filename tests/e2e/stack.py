@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +133,9 @@ def wait_until_caught_up(bootstrap: str, within: float = 60) -> None:
         time.sleep(0.3)
 
 
-def start_stack(data_dir: Path, **env: str) -> Stack:
+def start_stack(data_dir: Path, wrapper: Sequence[str] = (), **env: str) -> Stack:
+    """`sentinel-usage up` on `data_dir`, ready (`/readyz` 200); `wrapper` is a command
+    prefix (e.g. setpriv) and `env` extra environment."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / f"up-{port}.log"
@@ -145,7 +148,7 @@ def start_stack(data_dir: Path, **env: str) -> Stack:
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sentinel_usage.cli.main", "up"],
+            [*wrapper, sys.executable, "-m", "sentinel_usage.cli.main", "up"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,

@@ -10,8 +10,9 @@ import pytest
 from aiokafka import TopicPartition
 
 from sentinel_usage.core import topics
-from sentinel_usage.stream.app import SinkBatcher, _update_lag, periodic
-from sentinel_usage.stream.metrics import CONSUMER_LAG, PERIODIC_FAILURES
+from sentinel_usage.core.periodic import PERIODIC_FAILURES, periodic
+from sentinel_usage.stream.app import SinkBatcher, _update_lag
+from sentinel_usage.stream.metrics import CONSUMER_LAG
 
 
 @dataclass
