@@ -157,8 +157,11 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         async for taken in stream.noack_take(
             settings.sink_batch_messages, within=settings.sink_batch_seconds
         ):
-            full = len(taken) == settings.sink_batch_messages
-            batch = batcher.add(taken, more_waiting=full)
+            # Join takes only while more is already buffered: noack_take never yields an
+            # empty take, so a full take held while the stream went quiet stayed
+            # unwritten (and unacked, which also hung the stop) until the next record.
+            more = len(taken) == settings.sink_batch_messages and _buffered(stream) > 0
+            batch = batcher.add(taken, more_waiting=more)
             if batch:
                 await sink.process_until_done(_records(batch))
                 for event in batch:
@@ -302,6 +305,12 @@ class SinkBatcher:
             return []
         batch, self._pending, self._bytes = self._pending, [], 0
         return batch
+
+
+def _buffered(stream: Any) -> int:
+    """Events Faust has read ahead for this agent and not yet handed out (the queue of
+    the agent's channel clone: faust.channels.Channel.queue)."""
+    return int(stream.channel.queue.qsize())
 
 
 def _records(batch: Sequence[Any]) -> list[SourceRecord]:
