@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         None, ge=0, le=65535, description="Prometheus port of a worker run without the API"
     )
 
+    dlq_budget_share: float = Field(
+        0.1, gt=0, le=1, description="dead-lettered share of recent records that alerts"
+    )
+    dlq_budget_records: int = Field(1000, ge=1, description="how many recent records")
+
     export_snapshot_lag_seconds: float = Field(
         5.0, ge=0, description="an export leaves out rows ingested this recently"
     )

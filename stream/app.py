@@ -27,6 +27,7 @@ from sentinel_usage.core.settings import Settings
 from sentinel_usage.stream import alertmanager
 from sentinel_usage.stream.alertmanager import AlertmanagerNotifier
 from sentinel_usage.stream.alerts import ErrorRateEvaluator
+from sentinel_usage.stream.budget import DeadLetterBudgetPolicy
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
 from sentinel_usage.stream.metrics import (
     ALERTS_FIRING,
@@ -130,7 +131,12 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         send_dead_letter,
         flush_changelog,
         validator,
-        SinkPolicy(evict_every_seconds=settings.window_evict_every_seconds),
+        SinkPolicy(
+            evict_every_seconds=settings.window_evict_every_seconds,
+            dead_letter_budget=DeadLetterBudgetPolicy(
+                share=settings.dlq_budget_share, records=settings.dlq_budget_records
+            ),
+        ),
         pass_metrics=pass_metrics,
     )
     _add_alerting(app, settings, clickhouse, windows, pass_metrics, flush_changelog)

@@ -14,6 +14,16 @@ SINK_BATCH_SECONDS = Histogram(
     "Time to decode, insert and dead-letter one batch.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+DLQ_SHARE = Gauge(
+    "sentinel_dlq_share",
+    "Share of the partition's recent records (events) that were dead-lettered.",
+    labelnames=["partition"],
+)
+DLQ_BUDGET_EXCEEDED = Gauge(
+    "sentinel_dlq_budget_exceeded",
+    "1 while the partition's dead-lettered share is above SENTINEL_DLQ_BUDGET_SHARE.",
+    labelnames=["partition"],
+)
 SINK_RETRIES = Counter(
     "sentinel_sink_retries",
     "Sink writes retried: ClickHouse unreachable or refusing, or the broker not acknowledging.",

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -44,9 +44,12 @@ from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import DependencyUnavailableError, StorageError
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.health import HEALTH, HealthBoard
-from sentinel_usage.stream.decode import DeadLetter, SourceRecord, decode_records
+from sentinel_usage.stream.budget import DeadLetterBudget, DeadLetterBudgetPolicy
+from sentinel_usage.stream.decode import DeadLetter, DecodedBatch, SourceRecord, decode_records
 from sentinel_usage.stream.metrics import (
     DEAD_LETTERS,
+    DLQ_BUDGET_EXCEEDED,
+    DLQ_SHARE,
     DUPLICATES_DROPPED,
     EVENTS_WRITTEN,
     SINK_BATCH_SECONDS,
@@ -80,6 +83,7 @@ class RetryPolicy:
 class SinkPolicy:
     retry: RetryPolicy = RetryPolicy()
     evict_every_seconds: float = 30.0
+    dead_letter_budget: DeadLetterBudgetPolicy = field(default_factory=DeadLetterBudgetPolicy)
 
 
 class UsageSink:
@@ -106,6 +110,7 @@ class UsageSink:
         self._clock = clock
         self._pass_metrics = pass_metrics or PassMetrics()
         self._health = health
+        self._budget = DeadLetterBudget(policy.dead_letter_budget)
         self._started = False
         self._last_eviction = 0.0
 
@@ -156,6 +161,7 @@ class UsageSink:
         await self._retry(self._rollups.write, changed)
         for dead in decoded.dead_letters:
             await self._dead_letter(dead)
+        self._account_dead_letters(decoded)
         await self._maybe_evict()
 
         self._observe(fresh)
@@ -200,6 +206,17 @@ class UsageSink:
             events = events.filter(kept)
         DUPLICATES_DROPPED.inc(total - events.num_rows)
         return events
+
+    def _account_dead_letters(self, decoded: DecodedBatch) -> None:
+        valid = decoded.table.column("source_partition").to_numpy()
+        dead = [letter.source.partition for letter in decoded.dead_letters]
+        for partition in {*valid.tolist(), *dead}:
+            bad = dead.count(partition)
+            share = self._budget.observe(partition, int((valid == partition).sum()) + bad, bad)
+            DLQ_SHARE.labels(partition=str(partition)).set(share)
+            DLQ_BUDGET_EXCEEDED.labels(partition=str(partition)).set(
+                int(self._budget.exceeded(share))
+            )
 
     async def _dead_letter(self, dead: DeadLetter) -> None:
         await self._retry_async("dead letter", lambda: self._send_dead_letter(dead))
