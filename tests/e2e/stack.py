@@ -50,6 +50,12 @@ class Stack:
         match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
         return float(match.group(1)) if match else 0.0
 
+    def metric_sum(self, family: str) -> float:
+        """The sum of every sample of a metric family, whatever its labels."""
+        text = httpx.get(f"{self.base_url}/metrics", timeout=10).text
+        pattern = rf"^{re.escape(family)}(?:{{[^}}]*}})? ([0-9.e+]+)$"
+        return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE))
+
     def children(self) -> dict[int, str]:
         out = subprocess.run(
             ["ps", "-o", "pid=,args=", "--ppid", str(self.process.pid)],
