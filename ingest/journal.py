@@ -145,15 +145,17 @@ class IngestJournal:
             self._wakeup.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
+                data = b"".join(item[0] for item in batch)
                 async with self._lock:
-                    await self._rotate_if_due()
-                    segment = self._active
-                    assert segment is not None
-                    data = b"".join(item[0] for item in batch)
                     try:
+                        await self._rotate_if_due()
+                        segment = self._active
+                        assert segment is not None
                         await asyncio.to_thread(_write_all, self._fd, data)
                     except OSError as exc:
-                        log.error("journal_write_failed", error=repr(exc), path=str(segment.path))
+                        # Not acknowledged (the ingest answers 503); the next batch tries
+                        # again. A partial write is cut off at replay by its CRC.
+                        log.error("journal_write_failed", error=repr(exc))
                         for _, _, future in batch:
                             if not future.done():
                                 future.set_exception(JournalError(f"journal write failed: {exc}"))
@@ -174,13 +176,14 @@ class IngestJournal:
             await asyncio.to_thread(self._start_segment, int(active.path.stem) + 1)
 
     def _start_segment(self, number: int) -> None:
+        path = self._directory / f"{number:012d}{SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # before closing the old
+        _fsync_directory(self._directory)
         if self._fd >= 0:
             os.close(self._fd)
         if self._active is not None:
             self._active.sealed = True
-        path = self._directory / f"{number:012d}{SUFFIX}"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        _fsync_directory(self._directory)
+        self._fd = fd
         self._active = Segment(path)
         self._segments.append(self._active)
 
