@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from sentinel_usage.analytics.clickhouse import storage_call
 from sentinel_usage.core.aggregate import WindowKey
+from sentinel_usage.core.columns import EVENT_SCHEMA
 from sentinel_usage.core.events import event_time
 from sentinel_usage.core.windows import EPOCH
 
@@ -31,16 +32,10 @@ _TOUCHED: Final = (
 _MILLISECOND: Final = timedelta(milliseconds=1)
 # What the window aggregation reads of an event (stream/windows.py), typed as it expects.
 ROW_SCHEMA: Final = pa.schema(
-    [
-        ("project_id", pa.string()),
-        ("pass_id", pa.string()),
-        ("started_at", pa.timestamp("ms", tz="UTC")),
-        ("activity_type", pa.string()),
-        ("endpoint", pa.string()),
-        ("success", pa.bool_()),
-        ("duration_ms", pa.float64()),
-    ]
-)
+    [EVENT_SCHEMA.field(name) for name in
+     ("project_id", "pass_id", "started_at", "activity_type", "endpoint", "success",
+      "duration_ms")]
+)  # fmt: skip
 
 
 class RawWindows:

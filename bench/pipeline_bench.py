@@ -178,9 +178,7 @@ def main() -> None:
             print(f"naive: {eps:.0f} events/s")
 
         if "ingest" in only or "fresh" in only:
-            results.update(
-                http_bench.run(Path(tmp), bootstrap, args.ingest_events, results.get("stream_eps"))
-            )
+            results.update(http_bench.run(Path(tmp), args.ingest_events, results.get("stream_eps")))
 
         if "query" in only:
             results.update(query_bench.run(Path(tmp) / "query", bootstrap, args.query_rows))

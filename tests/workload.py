@@ -96,3 +96,17 @@ def exact_p95(durations: list[float]) -> float | None:
         return None
     ordered = sorted(durations)
     return ordered[math.floor(0.95 * (len(ordered) - 1))]
+
+
+def assert_matches_log(total: Any, want: dict[str, Any]) -> None:
+    """`total` (a UsageAggregate over some range) against `expected_counts` of the same
+    range: counts exact, p95 within 1% of the exact value."""
+    assert total.total_requests == want["total_requests"]
+    assert total.success_count == want["success_count"]
+    assert total.error_count == want["error_count"]
+    assert total.token_generations == want["token_generations"]
+    assert total.unique_endpoints == want["unique_endpoints"]
+    truth = exact_p95(want["durations"])
+    assert truth is not None
+    assert total.p95_latency_ms is not None
+    assert abs(total.p95_latency_ms - truth) <= 0.01 * truth

@@ -15,6 +15,20 @@ from tests.e2e.traffic import Ledger, Sender, Verdict, Workload, verify
 WITHIN = 60.0
 
 
+def restart_and_verify(data_dir: Path, workload: Workload, ledger: Ledger, what: str) -> None:
+    """Start again on `data_dir`; every acknowledged event must be there, once, and the
+    counts must equal the raw log."""
+    again = start_stack(data_dir)
+    try:
+        verdict = settle(again, workload, ledger)
+    finally:
+        again.stop()
+    print(f"{what}: {verdict.line()}")
+    assert verdict.lost == 0, verdict.line()
+    assert verdict.doubled == 0
+    assert verdict.count_errors == []
+
+
 def settle(stack: Stack, workload: Workload, ledger: Ledger) -> Verdict:
     """Verify until every acknowledged event is in, or WITHIN seconds passed."""
     deadline = time.monotonic() + WITHIN
@@ -37,16 +51,7 @@ def test_events_acknowledged_right_before_an_orderly_stop_survive_it(tmp_path: P
             assert response.status_code == 202, response.text
             ledger.record(events, acked=True)
     stack.stop(signal.SIGTERM)
-
-    again = start_stack(data_dir)
-    try:
-        verdict = settle(again, workload, ledger)
-    finally:
-        again.stop()
-    print(f"orderly stop right after the 202s: {verdict.line()}")
-    assert verdict.lost == 0, verdict.line()
-    assert verdict.doubled == 0
-    assert verdict.count_errors == []
+    restart_and_verify(data_dir, workload, ledger, "orderly stop right after the 202s")
 
 
 def test_events_acknowledged_before_a_sigkill_of_the_whole_stack_survive_it(
@@ -62,13 +67,4 @@ def test_events_acknowledged_before_a_sigkill_of_the_whole_stack_survive_it(
     stack.stop(signal.SIGKILL, whole_group=True)
     sender.join(10)
     assert len(ledger.acked) > 1000, "too little was sent before the kill to prove anything"
-
-    again = start_stack(data_dir)
-    try:
-        verdict = settle(again, workload, ledger)
-    finally:
-        again.stop()
-    print(f"SIGKILL of the whole stack during ingest: {verdict.line()}")
-    assert verdict.lost == 0, verdict.line()
-    assert verdict.doubled == 0
-    assert verdict.count_errors == []
+    restart_and_verify(data_dir, workload, ledger, "SIGKILL of the whole stack during ingest")
