@@ -90,7 +90,7 @@ class IngestJournal:
         self._segments: list[Segment] = []
         self._active: Segment | None = None
         self._fd = -1
-        self._pending: list[tuple[bytes, int, asyncio.Future[Segment]]] = []
+        self._pending: list[tuple[Sequence[Envelope], asyncio.Future[Segment]]] = []
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one writer: appends, rotation and close
         self._writer: asyncio.Task[None] | None = None
@@ -114,7 +114,7 @@ class IngestJournal:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-        for _, _, future in self._pending:
+        for _, future in self._pending:
             if not future.done():
                 future.set_exception(JournalError("the journal was closed"))
         self._pending = []
@@ -126,9 +126,8 @@ class IngestJournal:
         broker then acknowledged with `published`)."""
         if self._writer is None:
             raise JournalError("the journal is not open")
-        data = b"".join(_record(e) for e in envelopes)
         future: asyncio.Future[Segment] = asyncio.get_running_loop().create_future()
-        self._pending.append((data, len(envelopes), future))
+        self._pending.append((envelopes, future))
         self._wakeup.set()
         return await future
 
@@ -145,24 +144,26 @@ class IngestJournal:
             self._wakeup.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
-                data = b"".join(item[0] for item in batch)
+                envelopes = [envelope for item in batch for envelope in item[0]]
                 async with self._lock:
                     try:
                         await self._rotate_if_due()
                         segment = self._active
                         assert segment is not None
-                        await asyncio.to_thread(_write_all, self._fd, data)
+                        # Encoding (copies and CRCs) in the thread too: off the event
+                        # loop, which in `up` serves the API and runs the worker.
+                        written = await asyncio.to_thread(_write_records, self._fd, envelopes)
                     except OSError as exc:
                         # Not acknowledged (the ingest answers 503); the next batch tries
                         # again. A partial write is cut off at replay by its CRC.
                         log.error("journal_write_failed", error=repr(exc))
-                        for _, _, future in batch:
+                        for _, future in batch:
                             if not future.done():
                                 future.set_exception(JournalError(f"journal write failed: {exc}"))
                         continue
-                    segment.size += len(data)
-                    segment.appended += sum(item[1] for item in batch)
-                for _, _, future in batch:
+                    segment.size += written
+                    segment.appended += len(envelopes)
+                for _, future in batch:
                     if not future.done():
                         future.set_result(segment)
 
@@ -267,12 +268,15 @@ def _read_all(path: Path) -> list[Envelope]:
     return list(read_segment(path))
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_records(fd: int, envelopes: Sequence[Envelope]) -> int:
+    """Append `envelopes` as records and flush them to disk; return the bytes written."""
+    data = b"".join(_record(e) for e in envelopes)
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
     os.fdatasync(fd)
+    return len(data)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
@@ -157,3 +158,34 @@ async def test_a_write_clickhouse_refuses_is_retried_until_it_clears_and_nothing
     assert health.problems() == {}
     page = ActivityLogQuery(clickhouse).page(ProjectScope("proj-a"), pass_id, 1, 100)
     assert page.total == 50
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 item 5, open: an event's identity is (project, pass, started_at, "
+    "event_id); a whole-retention lookup by (project, event_id) measured 270-365 ms per "
+    "50k-event batch at 10M rows (MergeTree and EmbeddedRocksDB), about halving stream_eps",
+)
+async def test_an_event_id_sent_again_with_another_started_at_counts_once(
+    clickhouse: Any,
+) -> None:
+    pass_id = f"SP-{uuid.uuid4().hex[:8]}"
+    first = raw_event(pass_id=pass_id)
+    again = {**first, "started_at": raw_event()["started_at"][:-6] + "+01:00"}
+
+    async def nothing(*args: Any) -> None:
+        pass
+
+    sink = UsageSink(
+        ActivityLogWriter(clickhouse),
+        RollupStore(clickhouse),
+        UsageWindows(InMemoryWindowStore()),
+        nothing,
+        nothing,
+        VALIDATOR,
+    )
+    for offset, event in enumerate([first, again]):
+        record = SourceRecord("events", 0, offset, pass_id.encode(), orjson.dumps(event))
+        await sink.process([record])
+    page = ActivityLogQuery(clickhouse).page(ProjectScope("proj-a"), pass_id, 1, 100)
+    assert page.total == 1
