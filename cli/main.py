@@ -176,14 +176,6 @@ def _up(settings: Settings) -> int:
 
 def _print_banner(settings: Settings, port: int) -> None:
     base = f"http://{settings.api_host}:{port}"
-    token = ""
-    if settings.jwt_secret is not None:
-        token = issue_token(
-            settings.jwt_secret.get_secret_value(),
-            ["demo"],
-            ["usage:read", "usage:export", "events:write"],
-            audience=settings.jwt_audience,
-        )
     lines = [
         "sentinel-usage is up",
         f"  API            {base}   (OpenAPI: {base}/docs)",
@@ -192,11 +184,24 @@ def _print_banner(settings: Settings, port: int) -> None:
         f"  metrics        {base}/metrics",
         f"  Kafka          {settings.kafka_bootstrap_servers}",
         f"  ClickHouse     {settings.clickhouse_dsn}",
-        "  token (project 'demo', 12 h; more with `sentinel-usage token`):",
-        f"  {token}",
+        *_token_lines(settings),
         "Ctrl-C stops everything.",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _token_lines(settings: Settings) -> list[str]:
+    """Local mode: a token for project 'demo'. Production prints none: stdout goes to
+    log collectors, and a working token there is a leak."""
+    if settings.mode != "local" or settings.jwt_secret is None:
+        return ["  token          none printed in production: use your identity provider's"]
+    token = issue_token(
+        settings.jwt_secret.get_secret_value(),
+        ["demo"],
+        ["usage:read", "usage:export", "events:write"],
+        audience=settings.jwt_audience,
+    )
+    return ["  token (project 'demo', 12 h; more with `sentinel-usage token`):", f"  {token}"]
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -116,6 +117,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _local_mode_listens_on_loopback_only(self) -> Self:
+        # Local mode signs tokens for the page that asks (/ui/local-token): reachable
+        # from another machine, it would give them to anyone.
+        if self.mode == "local" and not is_loopback(self.api_host):
+            raise ValueError(
+                f"SENTINEL_API_HOST={self.api_host!r}: local mode listens on a loopback "
+                "address only (127.0.0.1, ::1, localhost); set SENTINEL_MODE=production "
+                "to serve other machines"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:
         if self.mode != "production":
             return self
@@ -156,6 +169,15 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return self.kafka_bootstrap_servers is None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, status
+from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
 from sentinel_usage.api.auth import issue_token
 from sentinel_usage.api.deps import ServicesDep
+from sentinel_usage.core.events import Identifier
+from sentinel_usage.core.settings import is_loopback
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -33,11 +35,15 @@ async def ui_config(services: ServicesDep) -> dict[str, bool]:
 
 @router.post("/ui/local-token")
 async def local_token(
-    services: ServicesDep, project_id: Annotated[str, Body(embed=True, max_length=128)]
+    request: Request,
+    services: ServicesDep,
+    project_id: Annotated[Identifier, Body(embed=True)],
 ) -> dict[str, str]:
-    """Local mode only: a read and export token for one project, for the page."""
+    """Local mode only, and only to a client on this machine: a read and export token
+    for the one project the page shows (what the page needs, nothing more)."""
     secret = services.settings.jwt_secret
-    if not _local_sign_in(services) or secret is None:
+    client = request.client.host if request.client else ""
+    if not _local_sign_in(services) or secret is None or not is_loopback(client):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
     token = issue_token(
         secret.get_secret_value(),

@@ -45,3 +45,29 @@ def test_local_mode_creates_a_private_secret_once(tmp_path: Path) -> None:
     mode = stat.S_IMODE((tmp_path / "jwt_secret").stat().st_mode)
     assert mode == 0o600
     assert "**********" in repr(first.jwt_secret)  # never printed by accident
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::", "example.org"])
+def test_local_mode_refuses_to_listen_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("SENTINEL_API_HOST", host)
+    with pytest.raises(ConfigurationError, match=r"SENTINEL_API_HOST.*loopback"):
+        load_settings()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_local_mode_listens_on_any_loopback_address(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("SENTINEL_API_HOST", host)
+    assert load_settings().api_host == host
+
+
+def test_production_may_listen_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENTINEL_MODE", "production")
+    monkeypatch.setenv("SENTINEL_API_HOST", "0.0.0.0")
+    monkeypatch.setenv("SENTINEL_JWT_SECRET", "x" * 32)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("CLICKHOUSE_URL", "http://clickhouse:8123")
+    assert load_settings().api_host == "0.0.0.0"

@@ -1,0 +1,34 @@
+"""Local mode is local: the page's sign-in answers loopback clients only, for one
+project, with the scopes the page needs (issue 12: it gave an 8-hour token for any
+project to anyone who could reach the port)."""
+
+from __future__ import annotations
+
+import jwt
+from fastapi.testclient import TestClient
+
+from tests.integration.conftest import SECRET
+
+
+def test_a_loopback_client_gets_a_read_and_export_token_for_its_project(
+    api_client: TestClient,
+) -> None:
+    local = TestClient(api_client.app, client=("127.0.0.1", 50_000))
+    response = local.post("/ui/local-token", json={"project_id": "proj-a"})
+    assert response.status_code == 200
+    claims = jwt.decode(response.json()["token"], SECRET, algorithms=["HS256"])
+    assert claims["projects"] == ["proj-a"]
+    assert claims["scope"].split() == ["usage:read", "usage:export"]
+
+
+def test_a_client_on_another_machine_gets_nothing(api_client: TestClient) -> None:
+    remote = TestClient(api_client.app, client=("192.0.2.10", 50_000))
+    response = remote.post("/ui/local-token", json={"project_id": "proj-a"})
+    assert response.status_code == 404
+    assert "token" not in response.text
+
+
+def test_a_project_id_that_is_not_an_identifier_is_refused(api_client: TestClient) -> None:
+    local = TestClient(api_client.app, client=("::1", 50_000))
+    response = local.post("/ui/local-token", json={"project_id": "a b/../c"})
+    assert response.status_code == 422
