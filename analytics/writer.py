@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import pyarrow as pa
@@ -43,7 +44,6 @@ class ActivityLogWriter:
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self._probe_ready = False
 
     def write(self, events: pa.Table | Sequence[UsageEvent]) -> int:
         """Insert `events`: a table of core.columns.EVENT_SCHEMA (extra columns are
@@ -65,51 +65,67 @@ class ActivityLogWriter:
         return int(table.num_rows)
 
     def existing(self, events: pa.Table) -> pa.Table:
-        """The identities (IDENTITY columns) among `events` that the log already holds
-        (a resent event, or a record redelivered after its rows were inserted).
+        """The identities (IDENTITY columns) among `events` that the log already holds:
+        a resent event (whatever its other fields: the first version accepted wins)
+        or a record redelivered after its rows were inserted.
 
-        The candidate ids travel in a session-scoped temporary table: binding tens
-        of thousands of values as query parameters costs ~5 us each in
-        clickhouse-connect (measured), ten times the insert and the lookup together;
-        and a tuple-IN over (project, pass, started_at, event_id) with 50k keys
-        did not finish in minutes on chDB. The lookup narrows by pass and time
-        (the sort key), then matches ids; the caller compares exact identities.
+        Through the projection by (project_id, event_id) (migration 0006), so the
+        cost grows with the ids asked, not with the log: ask only for the ids the
+        sink's EventIdFilter cannot rule out. chDB uses the projection for a bound
+        array of ids but not for `IN (SELECT ...)` nor with DISTINCT (EXPLAIN: every
+        granule of the main table), and the result column must not be aliased
+        `event_id`, which would filter the text form instead of the indexed UUID.
+        A row may come back twice (unmerged parts): callers test membership.
         """
         if events.num_rows == 0:
             return _EMPTY_IDENTITIES
-        started = pc.min_max(events.column("started_at"))
+        projects = pc.unique(events.column("project_id")).to_pylist()
+        ids = pc.unique(events.column("event_id")).to_pylist()
+        found = []
         with storage_call("activity log lookup"):
-            self._ensure_probe()
-            self._client.command("TRUNCATE TABLE dedup_probe")
-            self._client.insert_arrow(
-                "dedup_probe", pa.table({"event_id": pc.unique(events.column("event_id"))})
-            )
-            found = self._client.query_arrow(
-                "SELECT project_id, pass_id, started_at, toString(event_id) AS event_id "
-                "FROM activity_log "
-                "WHERE project_id IN {projects:Array(String)} "
-                "AND pass_id IN {passes:Array(String)} "
-                "AND started_at BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
-                "AND event_id IN (SELECT event_id FROM dedup_probe)",
-                parameters={
-                    "projects": pc.unique(events.column("project_id")).to_pylist(),
-                    "passes": pc.unique(events.column("pass_id")).to_pylist(),
-                    "lo": started["min"].as_py(),
-                    "hi": started["max"].as_py(),
-                },
-            )
-        return found.cast(_IDENTITY_SCHEMA)
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                found.append(
+                    self._client.query_arrow(
+                        "SELECT project_id, toString(event_id) AS id FROM activity_log "
+                        "WHERE project_id IN {projects:Array(String)} "
+                        "AND event_id IN {ids:Array(UUID)}",
+                        parameters={"projects": projects, "ids": ids[start : start + LOOKUP_CHUNK]},
+                    ).rename_columns(list(IDENTITY))
+                )
+        return pa.concat_tables([t.cast(_IDENTITY_SCHEMA) for t in found])
 
-    def _ensure_probe(self) -> None:
-        if not self._probe_ready:
-            self._client.command(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS dedup_probe (event_id UUID) ENGINE = Memory"
-            )
-            self._probe_ready = True
+    def identities(self, since: datetime | None = None) -> Iterator[pa.Table]:
+        """Every identity the log holds (ingested since `since`), in blocks, to fill
+        an EventIdFilter."""
+        where = "" if since is None else "WHERE ingested_at >= {since:DateTime64(3, 'UTC')}"
+        with (
+            storage_call("activity log identities"),
+            self._client.query_arrow_stream(
+                f"SELECT project_id, toString(event_id) AS event_id FROM activity_log {where}",
+                parameters={"since": since},
+            ) as blocks,
+        ):
+            for block in blocks:
+                yield pa.Table.from_batches([block]).cast(_IDENTITY_SCHEMA)
+
+    def count(self) -> int:
+        """Rows in the log (before merges fold repeats: an upper bound)."""
+        with storage_call("activity log count"):
+            return int(self._client.command("SELECT count() FROM activity_log"))
+
+    def clock(self) -> datetime:
+        """ClickHouse's clock, the one `ingested_at` is written with."""
+        with storage_call("clock"):
+            now = self._client.command("SELECT now64(3, 'UTC')")
+        return datetime.fromisoformat(str(now)).replace(tzinfo=UTC)
 
 
-# What makes two events the same one: the table's deduplication key.
-IDENTITY: Final = ("project_id", "pass_id", "started_at", "event_id")
+LOOKUP_CHUNK: Final = 10_000  # ids bound per lookup query
+
+# What makes two events the same one, for the whole retention: within a project, the
+# event_id (the table's own key also has pass and time, for its order; the sink never
+# writes a second version, see existing()).
+IDENTITY: Final = ("project_id", "event_id")
 _IDENTITY_SCHEMA: Final = pa.schema([EVENT_SCHEMA.field(name) for name in IDENTITY])
 _EMPTY_IDENTITIES: Final = _IDENTITY_SCHEMA.empty_table()
 

@@ -133,6 +133,8 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         validator,
         SinkPolicy(
             evict_every_seconds=settings.window_evict_every_seconds,
+            # the embedded mode's worker is the log's only writer
+            id_refresh_seconds=None if settings.ingest_journal else 30.0,
             dead_letter_budget=DeadLetterBudgetPolicy(
                 share=settings.dlq_budget_share, records=settings.dlq_budget_records
             ),

@@ -29,6 +29,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import numpy as np
@@ -44,6 +45,7 @@ from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import DependencyUnavailableError, StorageError
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.health import HEALTH, HealthBoard
+from sentinel_usage.core.idfilter import EventIdFilter
 from sentinel_usage.stream.budget import DeadLetterBudget, DeadLetterBudgetPolicy
 from sentinel_usage.stream.decode import DeadLetter, DecodedBatch, SourceRecord, decode_records
 from sentinel_usage.stream.metrics import (
@@ -65,6 +67,7 @@ log = structlog.get_logger(__name__)
 SendDeadLetter = Callable[[DeadLetter], Awaitable[None]]
 FlushChangelog = Callable[[], Awaitable[None]]
 T = TypeVar("T")
+ID_REFRESH_MARGIN = timedelta(seconds=5)  # rows become visible a little after their clock
 
 # "Retry later": the write did not happen and may succeed when the fault clears.
 RETRYABLE: tuple[type[BaseException], ...] = (DependencyUnavailableError, StorageError, KafkaError)
@@ -83,6 +86,9 @@ class RetryPolicy:
 class SinkPolicy:
     retry: RetryPolicy = RetryPolicy()
     evict_every_seconds: float = 30.0
+    # With other workers writing to the same log (production), how often ids they
+    # wrote are added to this worker's filter; None when it is the only writer.
+    id_refresh_seconds: float | None = 30.0
     dead_letter_budget: DeadLetterBudgetPolicy = field(default_factory=DeadLetterBudgetPolicy)
 
 
@@ -111,6 +117,9 @@ class UsageSink:
         self._pass_metrics = pass_metrics or PassMetrics()
         self._health = health
         self._budget = DeadLetterBudget(policy.dead_letter_budget)
+        self._ids: EventIdFilter | None = None
+        self._ids_refreshed = 0.0
+        self._ids_loaded_from = datetime.min.replace(tzinfo=UTC)
         self._started = False
         self._last_eviction = 0.0
 
@@ -158,6 +167,7 @@ class UsageSink:
         await self._retry_async("changelog flush", self._flush_changelog)
 
         await self._retry(self._writer.write, fresh)
+        (await self._seen_ids()).add(fresh.column("project_id"), fresh.column("event_id"))
         await self._retry(self._rollups.write, changed)
         for dead in decoded.dead_letters:
             await self._dead_letter(dead)
@@ -191,21 +201,55 @@ class UsageSink:
 
     async def _fresh(self, events: pa.Table) -> pa.Table:
         """`events` without repeats within the batch (the first is kept) and without
-        those the activity log already holds."""
+        those whose identity (project_id, event_id) the activity log already holds,
+        whatever their other fields: the first version accepted wins."""
         total = events.num_rows
-        # Identity keys are built only when needed: distinct ids mean no repeats,
-        # and the log rarely holds any of a batch.
+        # Identity keys are built only when needed: distinct ids mean no repeats.
         if pc.count_distinct(events.column("event_id")).as_py() < total:
             keys = pc.dictionary_encode(identity_keys(events)).indices.to_numpy()
             first = np.unique(keys, return_index=True)[1]
             first.sort()
             events = events.take(pa.array(first))
-        stored = await self._retry(self._writer.existing, events)
-        if stored.num_rows:
-            kept = pc.invert(pc.is_in(identity_keys(events), value_set=identity_keys(stored)))
-            events = events.filter(kept)
+        seen = await self._seen_ids()
+        maybe = seen.may_contain(events.column("project_id"), events.column("event_id"))
+        if maybe.any():  # only what the filter cannot rule out is looked up
+            stored = await self._retry(self._writer.existing, events.filter(pa.array(maybe)))
+            if stored.num_rows:
+                known = pc.is_in(identity_keys(events), value_set=identity_keys(stored))
+                events = events.filter(pc.invert(known))
         DUPLICATES_DROPPED.inc(total - events.num_rows)
         return events
+
+    async def _seen_ids(self) -> EventIdFilter:
+        """The filter of every identity in the log: built at the first batch (and
+        again when it outgrows its size), then fed by each insert; with other
+        workers writing too, topped up every `id_refresh_seconds`."""
+        now = time.monotonic()
+        refresh = self._policy.id_refresh_seconds
+        if self._ids is None or self._ids.full:
+            self._ids = await self._retry(self._load_ids)
+            self._ids_refreshed = now
+        elif refresh is not None and now - self._ids_refreshed >= refresh:
+            await self._retry(self._top_up_ids, self._ids)
+            self._ids_refreshed = now
+        return self._ids
+
+    def _load_ids(self) -> EventIdFilter:
+        """Blocking: a filter of every identity in the log, streamed block by block."""
+        self._ids_loaded_from = self._writer.clock()
+        ids = EventIdFilter(capacity=2 * self._writer.count())
+        for block in self._writer.identities():
+            ids.add(block.column("project_id"), block.column("event_id"))
+        log.info("event_id_filter_loaded", identities=ids.count, capacity=ids.capacity)
+        return ids
+
+    def _top_up_ids(self, ids: EventIdFilter) -> None:
+        """Blocking: add what was ingested since the last load or top-up (other workers'
+        rows; this worker's own are added again, harmlessly), block by block."""
+        since = self._ids_loaded_from - ID_REFRESH_MARGIN
+        self._ids_loaded_from = self._writer.clock()
+        for block in self._writer.identities(since):
+            ids.add(block.column("project_id"), block.column("event_id"))
 
     def _account_dead_letters(self, decoded: DecodedBatch) -> None:
         valid = decoded.table.column("source_partition").to_numpy()

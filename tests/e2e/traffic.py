@@ -37,7 +37,8 @@ class Ledger:
 
 class Workload:
     """Events of several passes of one project: now-ish, some late (up to 50 minutes),
-    some sent again (same event_id and content) in a later request."""
+    some sent again in a later request (the same content, or a new `started_at`: the
+    same event all the same, the first version counts)."""
 
     def __init__(self, project: str, passes: int, seed: int) -> None:
         self.project = project
@@ -51,6 +52,11 @@ class Workload:
         for _ in range(size):
             if self._sent and rng.random() < 0.1:
                 events.append(dict(rng.choice(self._sent)))  # a resend
+                continue
+            if self._sent and rng.random() < 0.03:  # a retry that stamped the time again
+                restamped = dict(rng.choice(self._sent))
+                restamped["started_at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+                events.append(restamped)
                 continue
             late = rng.random() < 0.05
             age = (
