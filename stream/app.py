@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +35,7 @@ from sentinel_usage.stream.metrics import (
     ALERTS_FIRING,
     ALERTS_PUBLISHED,
     CONSUMER_LAG,
+    STREAM_RESUMED,
     PassMetrics,
 )
 from sentinel_usage.stream.sink import SinkPolicy, UsageSink
@@ -144,6 +147,8 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
     _add_alerting(app, settings, clickhouse, windows, pass_metrics, flush_changelog)
 
     batcher = SinkBatcher(settings.sink_batch_max_messages, settings.sink_batch_bytes)
+    progress = SinkProgress()
+    guard = StallGuard(max(STALL_SECONDS, 3 * settings.commit_interval_seconds))
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender: Any, /, *args: Any, signal: Any, **kw: Any) -> None:
@@ -162,6 +167,7 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
         # noack_take: Faust must not ack (and so commit) a record before its rows
         # are in ClickHouse. take()/take_events() ack in a `finally`, which also
         # runs when the batch fails or the worker is cancelled mid-insert.
+        progress.stream = stream
         async for taken in stream.noack_take(
             settings.sink_batch_messages, within=settings.sink_batch_seconds
         ):
@@ -171,14 +177,89 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
             more = len(taken) == settings.sink_batch_messages and _buffered(stream) > 0
             batch = batcher.add(taken, more_waiting=more)
             if batch:
+                progress.busy = True
                 await sink.process_until_done(_records(batch))
                 for event in batch:
                     await stream.ack(event)
+                progress.busy = False
 
     app.timer(interval=settings.lag_every_seconds, name="update-lag")(
         periodic("update_lag", lambda: _update_lag(app))
     )
+    app.timer(interval=settings.lag_every_seconds, name="resume-stalled")(
+        periodic(
+            "resume_stalled",
+            lambda: _resume_stalled(app, progress, batcher, guard),
+        )
+    )
     return app
+
+
+@dataclass
+class SinkProgress:
+    """What the stall guard reads of the sink agent."""
+
+    stream: Any = None
+    busy: bool = False
+
+
+STALL_SECONDS = 10.0
+
+
+class StallGuard:
+    """Which partitions are stalled: records past the committed offset, the same
+    committed offset for `after` seconds, while nothing is buffered for the agent and
+    no batch is in process. Healthy, the committed offset moves one commit interval
+    after a batch, so `after` must be several commit intervals."""
+
+    def __init__(self, after: float) -> None:
+        self._after = after
+        self._since: dict[int, tuple[int | None, float]] = {}
+
+    def check(
+        self,
+        partition: int,
+        committed: int | None,
+        highwater: int | None,
+        waiting: bool,
+        now: float,
+    ) -> bool:
+        """`waiting`: events buffered for the agent or a batch in process."""
+        if waiting or highwater is None or (committed or 0) >= highwater:
+            self._since.pop(partition, None)
+            return False
+        first = self._since.get(partition)
+        if first is None or first[0] != committed:
+            self._since[partition] = (committed, now)
+            return False
+        if now - first[1] < self._after:
+            return False
+        del self._since[partition]
+        return True
+
+
+async def _resume_stalled(
+    app: faust.App, progress: SinkProgress, batcher: SinkBatcher, guard: StallGuard
+) -> None:
+    """Seek a stalled partition back to its committed offset: a redelivery, which the
+    sink deduplicates. Seen once in a full test run: after a restart that restored
+    changelog state, Faust started fetching before it sought the stream partitions
+    to their committed offsets, and the one record waiting was never handed to the
+    agent (nothing buffered, nothing committed) until the next restart."""
+    if progress.stream is None:
+        return
+    waiting = progress.busy or batcher.pending > 0 or _buffered(progress.stream) > 0
+    consumer = app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    now = time.monotonic()
+    for tp in consumer.assignment():
+        if tp.topic != topics.EVENTS:
+            continue
+        done = committed.get(tp)
+        if guard.check(tp.partition, done, consumer.highwater(tp), waiting, now):
+            log.warning("stream_stalled_resuming", partition=tp.partition, committed=done)
+            STREAM_RESUMED.inc()
+            await consumer.seek(tp, done or 0)
 
 
 def window_policy(settings: Settings) -> WindowPolicy:
@@ -291,6 +372,10 @@ class SinkBatcher:
         self._max_bytes = max_bytes
         self._pending: list[Any] = []
         self._bytes = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     def drop(self, partitions: set[int]) -> int:
         """Forget what is pending from `partitions` (revoked: not ours to write or

@@ -43,6 +43,10 @@ ALERTS_FIRING = Gauge("sentinel_alerts_firing", "Error-rate alerts firing now.")
 ALERTS_PUBLISHED = Counter(
     "sentinel_alerts_published", "Alert transitions published.", labelnames=["state"]
 )
+STREAM_RESUMED = Counter(
+    "sentinel_stream_resumed",
+    "Partitions sought back to their committed offset: records waited, the agent got none.",
+)
 CONSUMER_LAG = Gauge(
     "sentinel_consumer_lag",
     "Records of the events topic not yet committed by this worker.",

@@ -83,3 +83,26 @@ async def test_lag_skips_partitions_whose_high_water_mark_is_not_known_yet() -> 
     assert CONSUMER_LAG.labels(partition="7")._value.get() == 20
     with pytest.raises(KeyError):
         CONSUMER_LAG._metrics[("8",)]
+
+
+def test_a_partition_is_stalled_only_when_the_same_stall_lasts() -> None:
+    from sentinel_usage.stream.app import StallGuard
+
+    guard = StallGuard(after=10.0)
+    # records just fetched, not yet handed over: a stall only if nothing moves for 10 s
+    assert not guard.check(0, committed=1, highwater=4, waiting=False, now=100.0)
+    assert not guard.check(0, committed=1, highwater=4, waiting=False, now=105.0)
+    assert guard.check(0, committed=1, highwater=4, waiting=False, now=110.0)
+
+    # progress (the committed offset moved) or the agent busy start the count again
+    assert not guard.check(1, committed=None, highwater=2, waiting=False, now=0.0)
+    assert not guard.check(1, committed=1, highwater=2, waiting=False, now=11.0)
+    assert not guard.check(1, committed=1, highwater=2, waiting=True, now=30.0)
+    assert not guard.check(1, committed=1, highwater=2, waiting=False, now=31.0)
+    assert guard.check(1, committed=1, highwater=2, waiting=False, now=41.0)
+
+    # caught up, or the partition not fetched yet: never
+    assert not guard.check(2, committed=9, highwater=9, waiting=False, now=0.0)
+    assert not guard.check(2, committed=9, highwater=9, waiting=False, now=50.0)
+    assert not guard.check(3, committed=None, highwater=None, waiting=False, now=0.0)
+    assert not guard.check(3, committed=None, highwater=None, waiting=False, now=50.0)
