@@ -13,8 +13,13 @@ the last resort: an unforeseen error (a bug) is logged, counted and the same
 batch tried again, so offsets never move past a batch that was not written.
 
 Order, and why it is exact under redelivery and resends:
-1. decode; drop events the activity log already holds (resent, or redelivered
-   after their insert) and repeats within the batch;
+1. decode; drop repeats within the batch and events whose identity
+   (project_id, event_id) the activity log already holds (resent, restamped, or
+   redelivered after their insert): the first version accepted wins. Only what
+   the EventIdFilter cannot rule out is looked up; the filter is fed after each
+   insert, so a batch re-run after a failure finds its rows by lookup or, not
+   finding them in the filter, writes them again (the table folds identical
+   rows) and the window watermarks skip them;
 2. apply the rest to their windows (a record at or below a window's offset
    watermark was applied before and is skipped), then flush the window
    changelog, so the windows are durable before the rows exist;
