@@ -33,6 +33,7 @@ system-packages:
 
 rules: system-packages
 	promtool check rules deploy/prometheus/sentinel-usage.rules.yml
+	promtool check config --syntax-only deploy/prometheus/scrape.yml
 	cd deploy/prometheus && promtool test rules rules.test.yml
 
 lint: $(STAMP)

@@ -41,6 +41,7 @@ def start_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
             "SENTINEL_DATA_DIR": str(data_dir),
             "SENTINEL_API_PORT": str(port),
             "SENTINEL_LOG_LEVEL": "WARNING",
+            "SENTINEL_METRICS_PORT": "0",
         },
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

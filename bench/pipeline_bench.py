@@ -144,6 +144,7 @@ def main() -> None:
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                 "SENTINEL_DATA_DIR": str(Path(tmp) / "stream"),
                 "SENTINEL_LOG_LEVEL": "WARNING",
+                "SENTINEL_METRICS_PORT": "0",
             }
             process = worker(env, "worker")
             try:

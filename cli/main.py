@@ -112,6 +112,7 @@ def _worker(settings: Settings, with_api: bool = False) -> int:
         rebuild_lost_windows(connect(settings.clickhouse_dsn), window_policy(settings))
     validator = EventValidator(ValidationPolicy.from_settings(settings))
     app = create_stream_app(settings, connect(settings.clickhouse_dsn), validator)
+    settings = settings.model_copy(update={"metrics_port": serve_metrics(settings)})
     if with_api:
         from sentinel_usage.api.app import create_app
         from sentinel_usage.api.services import build_services
@@ -125,10 +126,6 @@ def _worker(settings: Settings, with_api: bool = False) -> int:
             settings.api_port,
             on_started=lambda port: _print_banner(settings, port),
         )
-    if not with_api and settings.worker_metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     run_worker(app, settings.log_level)
     return 0
 
@@ -141,6 +138,7 @@ def _api(settings: Settings) -> int:
 
     settings = with_local_jwt_secret(settings)
     _migrate(settings)
+    serve_metrics(settings)
     uvicorn.run(
         create_app(build_services(settings)),
         host=settings.api_host,
@@ -174,6 +172,14 @@ def _up(settings: Settings) -> int:
             broker.stop()
 
 
+def serve_metrics(settings: Settings) -> int:
+    """The Prometheus listener (its own thread, SENTINEL_METRICS_HOST:PORT); the port."""
+    from prometheus_client import start_http_server
+
+    server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    return int(server.server_port)
+
+
 def _print_banner(settings: Settings, port: int) -> None:
     base = f"http://{settings.api_host}:{port}"
     lines = [
@@ -181,7 +187,7 @@ def _print_banner(settings: Settings, port: int) -> None:
         f"  API            {base}   (OpenAPI: {base}/docs)",
         f"  health         {base}/healthz   {base}/readyz",
         f"  Usage tab      {base}/ui/projects/demo   (Local sign-in on the page)",
-        f"  metrics        {base}/metrics",
+        f"  metrics        http://{settings.metrics_host}:{settings.metrics_port}/metrics",
         f"  Kafka          {settings.kafka_bootstrap_servers}",
         f"  ClickHouse     {settings.clickhouse_dsn}",
         *_token_lines(settings),

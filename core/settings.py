@@ -87,8 +87,15 @@ class Settings(BaseSettings):
     alert_every_seconds: float = Field(60.0, gt=0, description="evaluation interval")
     lag_every_seconds: float = Field(5.0, gt=0, description="consumer-lag metric interval")
     alertmanager_url: str | None = Field(None, description="e.g. http://alertmanager:9093")
-    worker_metrics_port: int | None = Field(
-        None, ge=0, le=65535, description="Prometheus port of a worker run without the API"
+    # /metrics carries per-pass figures of every tenant: it is served on a listener of
+    # its own, loopback by default, never on the API's port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535, description="0: any free port")
+    metrics_pass_series_max: int = Field(
+        1000, ge=0, description="per-pass series exposed at once; beyond, counted, not shown"
+    )
+    metrics_pass_idle_minutes: int = Field(
+        60, ge=1, description="a pass idle this long leaves the exposition"
     )
 
     dlq_budget_share: float = Field(
@@ -120,12 +127,14 @@ class Settings(BaseSettings):
     def _local_mode_listens_on_loopback_only(self) -> Self:
         # Local mode signs tokens for the page that asks (/ui/local-token): reachable
         # from another machine, it would give them to anyone.
-        if self.mode == "local" and not is_loopback(self.api_host):
-            raise ValueError(
-                f"SENTINEL_API_HOST={self.api_host!r}: local mode listens on a loopback "
-                "address only (127.0.0.1, ::1, localhost); set SENTINEL_MODE=production "
-                "to serve other machines"
-            )
+        for name, host in (("SENTINEL_API_HOST", self.api_host),
+                           ("SENTINEL_METRICS_HOST", self.metrics_host)):  # fmt: skip
+            if self.mode == "local" and not is_loopback(host):
+                raise ValueError(
+                    f"{name}={host!r}: local mode listens on a loopback address only "
+                    "(127.0.0.1, ::1, localhost); set SENTINEL_MODE=production to serve "
+                    "other machines"
+                )
         return self
 
     @model_validator(mode="after")

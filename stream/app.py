@@ -126,7 +126,10 @@ def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValid
     async def flush_changelog() -> None:
         await app.producer.flush()
 
-    pass_metrics = PassMetrics()
+    pass_metrics = PassMetrics(
+        idle=timedelta(minutes=settings.metrics_pass_idle_minutes),
+        max_series=settings.metrics_pass_series_max,
+    )
     sink = UsageSink(
         ActivityLogWriter(clickhouse),
         RollupStore(clickhouse),

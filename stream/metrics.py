@@ -62,17 +62,30 @@ PASS_ERRORS = Counter(
 )
 
 
-class PassMetrics:
-    """Per-pass counters with a bounded exposition: a pass idle for `idle` is dropped
-    (Prometheus' rate() handles the counter reappearing from zero)."""
+PASS_SERIES_DROPPED = Counter(
+    "sentinel_pass_series_dropped",
+    "Observations of passes not exposed per pass: SENTINEL_METRICS_PASS_SERIES_MAX reached.",
+)
 
-    def __init__(self, idle: timedelta = timedelta(days=1)) -> None:
+
+class PassMetrics:
+    """Per-pass counters with a bounded exposition: at most `max_series` passes at once,
+    and a pass idle for `idle` is dropped (Prometheus' rate() handles the counter
+    reappearing from zero). Per-pass figures belong in ClickHouse and the stream's
+    alerts; a million passes must not become a million series (Kong declined them)."""
+
+    def __init__(self, idle: timedelta = timedelta(hours=1), max_series: int = 1000) -> None:
         self._idle = idle
+        self._max_series = max_series
         self._last_seen: dict[tuple[str, str], datetime] = {}
 
     def observe(
         self, project_id: str, pass_id: str, requests: int, errors: int, now: datetime
     ) -> None:
+        key = (project_id, pass_id)
+        if key not in self._last_seen and len(self._last_seen) >= self._max_series:
+            PASS_SERIES_DROPPED.inc()
+            return
         if requests:
             PASS_REQUESTS.labels(project_id, pass_id).inc(requests)
         if errors:

@@ -1,10 +1,9 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness and readiness. (Metrics have a listener of their own: cli serve_metrics.)"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sentinel_usage.api.deps import ServicesDep
 from sentinel_usage.api.models import ReadinessResponse
@@ -27,8 +26,3 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     ready = all(v == "ok" for v in checks.values())
     body = ReadinessResponse(status="ready" if ready else "not ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -45,14 +45,19 @@ class Stack:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
+    @property
+    def metrics_url(self) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return re.findall(r"^\s+metrics\s+(\S+)$", text, re.MULTILINE)[-1]
+
     def metric(self, name: str) -> float:
-        text = httpx.get(f"{self.base_url}/metrics", timeout=10).text
+        text = httpx.get(self.metrics_url, timeout=10).text
         match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
         return float(match.group(1)) if match else 0.0
 
     def metric_sum(self, family: str) -> float:
         """The sum of every sample of a metric family, whatever its labels."""
-        text = httpx.get(f"{self.base_url}/metrics", timeout=10).text
+        text = httpx.get(self.metrics_url, timeout=10).text
         pattern = rf"^{re.escape(family)}(?:{{[^}}]*}})? ([0-9.e+]+)$"
         return sum(float(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE))
 
@@ -150,6 +155,7 @@ def start_stack(data_dir: Path, wrapper: Sequence[str] = (), **env: str) -> Stac
         "SENTINEL_DATA_DIR": str(data_dir),
         "SENTINEL_API_PORT": str(port),
         "SENTINEL_SINK_BATCH_SECONDS": "0.05",
+        "SENTINEL_METRICS_PORT": "0",  # stacks run side by side
         **env,
     }
     with log_path.open("wb") as log:

@@ -98,3 +98,9 @@ def test_a_poison_record_is_dead_lettered_and_the_records_after_it_flow_on(
         time.sleep(0.3)
         committed, ends = asyncio.run(committed_and_end_offsets(fast_timers.kafka_bootstrap))
     assert httpx.get(f"{fast_timers.base_url}/readyz").status_code == 200
+
+
+def test_metrics_have_a_loopback_listener_of_their_own(fast_timers: Stack) -> None:
+    assert httpx.get(f"{fast_timers.base_url}/metrics").status_code == 404
+    assert fast_timers.metrics_url.startswith("http://127.0.0.1:")
+    assert "sentinel_sink_events_written_total" in httpx.get(fast_timers.metrics_url).text

@@ -32,3 +32,9 @@ def test_a_project_id_that_is_not_an_identifier_is_refused(api_client: TestClien
     local = TestClient(api_client.app, client=("::1", 50_000))
     response = local.post("/ui/local-token", json={"project_id": "a b/../c"})
     assert response.status_code == 422
+
+
+def test_the_api_port_serves_no_metrics(api_client: TestClient) -> None:
+    """Issue 12: /metrics listed every tenant's passes to anyone reaching the API port;
+    metrics have a listener of their own (SENTINEL_METRICS_HOST, loopback by default)."""
+    assert api_client.get("/metrics").status_code == 404

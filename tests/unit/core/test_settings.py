@@ -48,11 +48,12 @@ def test_local_mode_creates_a_private_secret_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::", "example.org"])
+@pytest.mark.parametrize("variable", ["SENTINEL_API_HOST", "SENTINEL_METRICS_HOST"])
 def test_local_mode_refuses_to_listen_beyond_loopback(
-    monkeypatch: pytest.MonkeyPatch, host: str
+    monkeypatch: pytest.MonkeyPatch, host: str, variable: str
 ) -> None:
-    monkeypatch.setenv("SENTINEL_API_HOST", host)
-    with pytest.raises(ConfigurationError, match=r"SENTINEL_API_HOST.*loopback"):
+    monkeypatch.setenv(variable, host)
+    with pytest.raises(ConfigurationError, match=rf"{variable}.*loopback"):
         load_settings()
 
 
