@@ -252,17 +252,12 @@ async def _resume_stalled(
     if progress.stream is None:
         return
     waiting = progress.busy or batcher.pending > 0 or _buffered(progress.stream) > 0
-    consumer = app.consumer
-    committed = getattr(consumer, "_committed_offset", {})
     now = time.monotonic()
-    for tp in consumer.assignment():
-        if tp.topic != topics.EVENTS:
-            continue
-        done = committed.get(tp)
-        if guard.check(tp.partition, done, consumer.highwater(tp), waiting, now):
+    for tp, done, highwater in _event_positions(app):
+        if guard.check(tp.partition, done, highwater, waiting, now):
             log.warning("stream_stalled_resuming", partition=tp.partition, committed=done)
             STREAM_RESUMED.inc()
-            await consumer.seek(tp, done or 0)
+            await app.consumer.seek(tp, done or 0)
 
 
 def window_policy(settings: Settings) -> WindowPolicy:
@@ -344,19 +339,24 @@ def _add_alerting(
 
 
 async def _update_lag(app: faust.App) -> None:
-    consumer = app.consumer
-    # Faust keeps the committed offsets in a private map; reading it is harmless.
-    committed = getattr(consumer, "_committed_offset", {})
-    for tp in consumer.assignment():
-        if tp.topic != topics.EVENTS:
-            continue
+    for tp, done, highwater in _event_positions(app):
         # None until the first fetch of the partition returned (measured: a None
         # here once killed ingest and API together, issue 11).
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            continue
-        done = committed.get(tp) or 0
-        CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - done))
+        if highwater is not None:
+            CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - (done or 0)))
+
+
+def _event_positions(app: faust.App) -> list[tuple[Any, int | None, int | None]]:
+    """(partition, committed offset, high-water mark) of each events partition this
+    worker holds; either may be None (nothing committed, not fetched yet). Faust keeps
+    the committed offsets in a private map: reading it is harmless, re-check on upgrade."""
+    consumer = app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    return [
+        (tp, committed.get(tp), consumer.highwater(tp))
+        for tp in consumer.assignment()
+        if tp.topic == topics.EVENTS
+    ]
 
 
 class SinkBatcher:

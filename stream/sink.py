@@ -172,7 +172,8 @@ class UsageSink:
         await self._retry_async("changelog flush", self._flush_changelog)
 
         await self._retry(self._writer.write, fresh)
-        (await self._seen_ids()).add(fresh.column("project_id"), fresh.column("event_id"))
+        assert self._ids is not None  # set by _fresh above
+        self._ids.add(fresh.column("project_id"), fresh.column("event_id"))
         await self._retry(self._rollups.write, changed)
         for dead in decoded.dead_letters:
             await self._dead_letter(dead)
