@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 import orjson
@@ -66,10 +65,10 @@ class ActivityFilter:
             params["endpoint"] = self.endpoint
         if self.start is not None:
             clauses.append("started_at >= {start:DateTime64(3, 'UTC')}")
-            params["start"] = self.start
+            params["start"] = _storable(self.start)
         if self.end is not None:
             clauses.append("started_at < {end:DateTime64(3, 'UTC')}")
-            params["end"] = self.end
+            params["end"] = _storable(self.end)
         return " AND ".join(clauses) or "1", params
 
     def describe(self) -> dict[str, str]:
@@ -95,33 +94,38 @@ class Cursor:
     snapshot: datetime | None = None
 
     def encode(self) -> str:
-        body = {
-            "o": self.order,
-            "t": _millis(self.started_at),
-            "i": str(self.event_id),
-            "s": _millis(self.snapshot) if self.snapshot else None,
-        }
-        return base64.urlsafe_b64encode(orjson.dumps(body)).decode().rstrip("=")
+        position = f"{_millis(self.started_at)}.{self.event_id.hex}"
+        if self.order == "desc":
+            return f"d.{position}"
+        assert self.snapshot is not None, "an export cursor carries its snapshot"
+        return f"a.{position}.{_millis(self.snapshot)}"
 
     @classmethod
     def decode(cls, text: str, order: Order) -> Cursor:
-        try:
-            raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            cursor = cls(
-                order=raw["o"],
-                started_at=EPOCH + timedelta(milliseconds=int(raw["t"])),
-                event_id=uuid.UUID(raw["i"]),
-                snapshot=EPOCH + timedelta(milliseconds=int(raw["s"])) if raw["s"] else None,
-            )
-        except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
-            raise InvalidCursorError(
-                "cursor is not valid; pass back a cursor this API returned"
-            ) from None
-        if cursor.order != order:
-            raise InvalidCursorError(
-                f"this cursor is for {'exports' if cursor.order == 'asc' else 'pages'}, not here"
-            )
-        return cursor
+        if not CURSOR_PATTERNS[order].fullmatch(text):
+            other: Order = "asc" if order == "desc" else "desc"
+            if CURSOR_PATTERNS[other].fullmatch(text):
+                raise InvalidCursorError(
+                    f"this cursor is for {'exports' if other == 'asc' else 'pages'}, not here"
+                )
+            raise InvalidCursorError("cursor is not valid; pass back a cursor this API returned")
+        _, millis, event_id, *snapshot = text.split(".")
+        return cls(
+            order=order,
+            started_at=EPOCH + timedelta(milliseconds=int(millis)),
+            event_id=uuid.UUID(hex=event_id),
+            snapshot=EPOCH + timedelta(milliseconds=int(snapshot[0])) if snapshot else None,
+        )
+
+
+# A cursor is a keyset position in plain text: `d.<ms>.<event_id hex>` for pages (newest
+# first), `a.<ms>.<event_id hex>.<snapshot ms>` for exports. Its grammar is exact, so the
+# OpenAPI document can state it; a crafted cursor is only a position in a log the caller
+# may read anyway. 13 digits of milliseconds stay inside DateTime64(3) (year 2286).
+CURSOR_PATTERNS: Final[dict[Order, re.Pattern[str]]] = {
+    "desc": re.compile(r"d\.[0-9]{1,13}\.[0-9a-f]{32}"),
+    "asc": re.compile(r"a\.[0-9]{1,13}\.[0-9a-f]{32}\.[0-9]{1,13}"),
+}
 
 
 @dataclass(frozen=True)
@@ -218,10 +222,9 @@ class ActivityLogQuery:
         still in flight when the first batch is read cannot turn up later
         behind the cursor.
         """
+        snapshot = event_time(self._query("SELECT now64(3)", {})[0][0]) - snapshot_lag
         if after is not None and after.snapshot is not None:
-            snapshot = after.snapshot
-        else:
-            snapshot = event_time(self._query("SELECT now64(3)", {})[0][0]) - snapshot_lag
+            snapshot = min(snapshot, after.snapshot)  # a cursor never widens the snapshot
         base = self._base(scope, pass_id, filters)
         where = base.where + " AND ingested_at <= {snapshot:DateTime64(3, 'UTC')}"
         params = {**base.params, "snapshot": snapshot}
@@ -261,6 +264,19 @@ def _row(values: tuple[Any, ...]) -> dict[str, Any]:
         row[optional] = row[optional] or None
     row["metadata"] = orjson.loads(row["metadata"]) if row["metadata"] else {}
     return row
+
+
+# DateTime64(3)'s range. A filter bound beyond it is clamped to it: every stored row is
+# inside, so the answer is the same, and ClickHouse refuses such a parameter outright.
+_STORABLE_RANGE: Final = (
+    datetime(1900, 1, 1, tzinfo=UTC),
+    datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+)
+
+
+def _storable(at: datetime) -> datetime:
+    low, high = _STORABLE_RANGE
+    return min(max(at, low), high)
 
 
 def _millis(at: datetime) -> int:

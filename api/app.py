@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from sentinel_usage.api.responses import RETRY_AFTER_SECONDS
 from sentinel_usage.api.routes import activity, alerts, events, health, ui, usage
 from sentinel_usage.api.services import ApiServices
 from sentinel_usage.core.errors import DependencyUnavailableError
@@ -28,6 +29,9 @@ def create_app(services: ApiServices) -> FastAPI:
         summary="Usage analytics of Sentinel Passes",
         version="0.1.0",
         lifespan=lifespan,
+        # operationIds are the handlers' names (`list_activity`), stable for clients
+        # and for the document's links.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.services = services
     app.include_router(events.router)
@@ -43,7 +47,7 @@ def create_app(services: ApiServices) -> FastAPI:
         return JSONResponse(
             {"detail": f"temporarily unavailable: {exc}"},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
     return app

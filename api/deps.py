@@ -12,7 +12,13 @@ from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.auth import AuthenticationError, Principal
 from sentinel_usage.api.services import ApiServices
 
-_bearer = HTTPBearer(auto_error=False, description="JWT with `projects` and `scope` claims")
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="A JWT whose `projects` claim lists the projects it grants and whose "
+    "`scope` claim holds `usage:read`, `usage:export` and/or `events:write`.",
+)
 
 
 def get_services(request: Request) -> ApiServices:

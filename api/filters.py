@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Query
 from fastapi.exceptions import RequestValidationError
@@ -29,19 +30,49 @@ def _invalid(param: str, message: str) -> RequestValidationError:
     )
 
 
+# RFC 3339: a full-date, or a date-time with `Z` or an offset; the document says the same
+# (formats `date` and `date-time`), so what is schema-valid is exactly what is accepted.
+_INSTANT_SHAPE: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2}))?"
+)
+MAX_INSTANT_CHARS: Final = 40
+
+
 def parse_instant(param: str, text: str) -> datetime:
-    """ISO 8601 date (midnight UTC) or date-time (with a zone; naive means UTC)."""
+    """An RFC 3339 date (midnight UTC) or date-time, in UTC."""
     try:
+        if not _INSTANT_SHAPE.fullmatch(text):
+            raise ValueError(text)
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(0), UTC)
-        value = datetime.fromisoformat(text)
+        value = datetime.fromisoformat(text.upper())
     except ValueError:
         raise _invalid(
             param,
-            f"{text!r} is not an ISO 8601 date or date-time "
-            "(e.g. 2026-11-24 or 2026-11-24T09:30:00Z)",
+            f"{text!r} is not an ISO 8601 date or date-time with a zone "
+            "(RFC 3339, e.g. 2026-11-24 or 2026-11-24T09:30:00Z)",
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # within a day of year 1 or 9999: beyond any stored event
+        return (
+            datetime.min.replace(tzinfo=UTC)
+            if value.year == 1
+            else datetime.max.replace(tzinfo=UTC)
+        )
+
+
+def _instant_query(description: str) -> Any:
+    return Query(
+        max_length=MAX_INSTANT_CHARS,
+        description=description,
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time", "maxLength": MAX_INSTANT_CHARS},
+            ]
+        },
+    )
 
 
 def activity_filter(
@@ -52,14 +83,19 @@ def activity_filter(
         Query(max_length=2048, description="Case-insensitive substring of the endpoint (literal)."),
     ] = None,
     start_date: Annotated[
-        str | None, Query(max_length=40, description="Inclusive: ISO 8601 date or date-time.")
+        str | None,
+        _instant_query(
+            "Inclusive: an RFC 3339 date (midnight UTC) or date-time with a zone. "
+            "Not after end_date (422)."
+        ),
     ] = None,
     end_date: Annotated[
-        str | None, Query(max_length=40, description="Exclusive: ISO 8601 date or date-time.")
+        str | None,
+        _instant_query("Exclusive: an RFC 3339 date (midnight UTC) or date-time with a zone."),
     ] = None,
 ) -> ActivityFilter:
-    start = parse_instant("start_date", start_date) if start_date else None
-    end = parse_instant("end_date", end_date) if end_date else None
+    start = parse_instant("start_date", start_date) if start_date is not None else None
+    end = parse_instant("end_date", end_date) if end_date is not None else None
     if start is not None and end is not None and start > end:
         raise _invalid("start_date", "start_date is after end_date")
     return ActivityFilter(

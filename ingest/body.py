@@ -15,6 +15,10 @@ class BodyError(SentinelError):
     """The body as a whole cannot be read (not JSON, wrong shape)."""
 
 
+class UnsupportedMediaTypeError(BodyError):
+    """A content type that is neither JSON nor NDJSON."""
+
+
 class TooManyEventsError(SentinelError):
     def __init__(self, count: int, limit: int) -> None:
         self.count = count
@@ -42,7 +46,7 @@ def parse_event_body(body: bytes, content_type: str | None, max_events: int) -> 
                 items.append(LineError(f"line {number} is not valid JSON: {exc}"))
         return items
     if media != "application/json" and not media.endswith("+json"):
-        raise BodyError(
+        raise UnsupportedMediaTypeError(
             f"unsupported content type {media!r}; use application/json or application/x-ndjson"
         )
     try:

@@ -7,13 +7,19 @@ import asyncio
 import uuid
 from datetime import datetime
 from enum import IntEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
-from sentinel_usage.analytics.activity import Cursor, ExportBatch, InvalidCursorError, Order
+from sentinel_usage.analytics.activity import (
+    CURSOR_PATTERNS,
+    Cursor,
+    ExportBatch,
+    InvalidCursorError,
+    Order,
+)
 from sentinel_usage.analytics.exports import ExportRecord
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.auth import Principal
@@ -23,17 +29,28 @@ from sentinel_usage.api.filters import ActivityFilterDep
 from sentinel_usage.api.models import (
     ActivityPageResponse,
     ActivityRow,
-    ErrorResponse,
     ExportAuditItem,
     ExportAuditResponse,
 )
+from sentinel_usage.api.responses import PROJECT_READ_ERRORS
 
-router = APIRouter(tags=["activity"])
+router = APIRouter(tags=["activity"], responses=PROJECT_READ_ERRORS)
 
 PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
-CursorParam = Annotated[
-    str | None, Query(max_length=512, description="A next_cursor / X-Next-Cursor returned before.")
-]
+
+
+def _cursor_query(order: Order) -> Any:
+    # The grammar is stated, not enforced, by the document: Cursor.decode enforces it
+    # with a message that says which kind of cursor this is.
+    return Query(
+        max_length=64,
+        description="A next_cursor / X-Next-Cursor returned before.",
+        json_schema_extra={"pattern": f"^{CURSOR_PATTERNS[order].pattern}$"},
+    )
+
+
+PageCursorParam = Annotated[str | None, _cursor_query("desc")]
+ExportCursorParam = Annotated[str | None, _cursor_query("asc")]
 ExportScopeDep = Annotated[ProjectScope, Depends(project_scope_for("usage:export"))]
 
 
@@ -62,10 +79,33 @@ async def _require_pass(services: ServicesDep, scope: ProjectScope, pass_id: str
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
 
 
+_ROW = {"$ref": "#/components/schemas/ActivityRow"}
+_SAME_PASS = {"project_id": "$request.path.project_id", "pass_id": "$request.path.pass_id"}
+
+
+def _text_header(description: str, pattern: str, required: bool = True) -> dict[str, Any]:
+    return {
+        "description": description,
+        "required": required,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+
+
 @router.get(
     "/v1/projects/{project_id}/passes/{pass_id}/activity",
     response_model=ActivityPageResponse,
-    responses={404: {"model": ErrorResponse}, 401: {"model": ErrorResponse}},
+    responses={
+        200: {
+            "description": "One page of the activity log.",
+            "links": {
+                "nextPage": {
+                    "operationId": "list_activity",
+                    "parameters": {**_SAME_PASS, "cursor": "$response.body#/next_cursor"},
+                    "description": "The rows after this page (same filters).",
+                }
+            },
+        }
+    },
 )
 async def list_activity(
     pass_id: PassIdPath,
@@ -76,7 +116,7 @@ async def list_activity(
     per_page: Annotated[
         PerPage, Query(description="Rows per page: 10, 25, 50 or 100.")
     ] = PerPage.TWENTY_FIVE,
-    cursor: CursorParam = None,
+    cursor: PageCursorParam = None,
 ) -> ActivityPageResponse:
     """The pass's activity, newest first (ties broken by event_id).
 
@@ -102,11 +142,43 @@ async def list_activity(
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "The file; X-Total-Count, X-Export-Truncated, X-Next-Cursor say "
-            "how many rows match and where the next batch starts.",
-            "content": {f.media_type: {} for f in ExportFormat},
+            "description": "The file: `sentinel-pass-activity-{passId}-{timestamp}.{format}`.",
+            "content": {
+                ExportFormat.CSV.media_type: {"schema": {"type": "string"}},
+                ExportFormat.JSON.media_type: {"schema": {"type": "array", "items": _ROW}},
+                ExportFormat.JSONL.media_type: {
+                    "schema": {"type": "string", "description": "One ActivityRow per line."}
+                },
+            },
+            "headers": {
+                "Content-Disposition": _text_header("The file name.", "^attachment; "),
+                "X-Total-Count": _text_header(
+                    "Rows matching the filters in the snapshot.", "^[0-9]+$"
+                ),
+                "X-Export-Rows": _text_header("Rows in this file (at most 10,000).", "^[0-9]+$"),
+                "X-Export-Truncated": _text_header(
+                    "true when more rows match than this file holds.", "^(true|false)$"
+                ),
+                "X-Export-Snapshot": _text_header(
+                    "Rows ingested after this instant are not part of the export.", "^[0-9]{4}-"
+                ),
+                "X-Next-Cursor": _text_header(
+                    "Where the next batch starts; absent on the last batch.",
+                    f"^{CURSOR_PATTERNS['asc'].pattern}$",
+                    required=False,
+                ),
+            },
+            "links": {
+                "nextBatch": {
+                    "operationId": "export_activity",
+                    "parameters": {
+                        **_SAME_PASS,
+                        "cursor": "$response.header.X-Next-Cursor",
+                    },
+                    "description": "The next batch of the same export (same filters).",
+                }
+            },
         },
-        404: {"model": ErrorResponse},
     },
 )
 async def export_activity(
@@ -116,7 +188,7 @@ async def export_activity(
     services: ServicesDep,
     filters: ActivityFilterDep,
     format: Annotated[ExportFormat, Query(description="csv, json or jsonl")] = ExportFormat.CSV,
-    cursor: CursorParam = None,
+    cursor: ExportCursorParam = None,
 ) -> StreamingResponse:
     """At most 10,000 rows, oldest first, from a snapshot pinned by the first batch.
 

@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from sentinel_usage.api.deps import ReadScopeDep, ServicesDep
-from sentinel_usage.api.models import AlertItem, AlertListResponse, ErrorResponse
+from sentinel_usage.api.models import AlertItem, AlertListResponse
+from sentinel_usage.api.responses import PROJECT_READ_ERRORS
 from sentinel_usage.core.alerts import AlertEvent
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], responses=PROJECT_READ_ERRORS)
 
 
 class AlertState(StrEnum):
@@ -38,7 +39,6 @@ async def project_alerts(
 @router.get(
     "/v1/projects/{project_id}/passes/{pass_id}/alerts",
     response_model=AlertListResponse,
-    responses={404: {"model": ErrorResponse}},
 )
 async def pass_alerts(
     pass_id: Annotated[str, Path(min_length=1, max_length=128)],

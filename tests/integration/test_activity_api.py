@@ -218,6 +218,11 @@ def test_keyset_walk_neither_skips_nor_repeats_while_the_log_grows(
         ({"end_date": "2026-13-01"}, "end_date", "not an ISO 8601 date"),
         ({"start_date": "2026-11-24", "end_date": "2026-11-23"}, "start_date", "after end_date"),
         ({"cursor": "garbage!"}, "cursor", "cursor is not valid"),
+        ({"start_date": ""}, "start_date", "not an ISO 8601"),
+        ({"start_date": "2026-11-24T09:30:00"}, "start_date", "with a zone"),
+        ({"end_date": "2026-11-24T09:30"}, "end_date", "with a zone"),
+        ({"cursor": f"a.1.{'0' * 32}.1"}, "cursor", "is for exports"),
+        ({"cursor": f"d.1.{'0' * 32}\n"}, "cursor", "cursor is not valid"),
     ],
 )
 def test_invalid_parameters_are_422_naming_the_parameter(
@@ -229,6 +234,29 @@ def test_invalid_parameters_are_422_naming_the_parameter(
     assert response.status_code == 422
     (error,) = [e for e in response.json()["detail"] if e["loc"][-1] == param]
     assert needle in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"),  # overflow UTC
+        ("1000-01-01", "9999-12-31"),  # outside DateTime64(3)
+        ("2000-01-01t00:00:00z", "2999-01-01T00:00:00.123456789+23:59"),
+    ],
+)
+def test_any_rfc3339_bound_is_answered_even_beyond_what_storage_holds(
+    api_client: TestClient, seeded: dict[str, Any], start: str, end: str
+) -> None:
+    """Schema-valid dates of any year: the whole log, not a 500 (year 1 was one)."""
+    params = {"start_date": start, "end_date": end}
+    page = api_client.get(
+        f"/v1/projects/{PROJECT}/passes/{seeded['pass_id']}/activity", params=params, headers=READ
+    )
+    assert page.status_code == 200, page.text
+    assert page.json()["total"] == len(seeded["events"])
+    batch = export(api_client, seeded["pass_id"], **params)
+    assert batch.status_code == 200, batch.text
+    assert batch.headers["x-total-count"] == str(len(seeded["events"]))
 
 
 # -- exports -------------------------------------------------------------------
@@ -289,6 +317,16 @@ def test_an_export_of_10001_rows_says_it_is_truncated(
     rest = export(api_client, pass_id, format="jsonl", cursor=response.headers["x-next-cursor"])
     assert len(rest.text.splitlines()) == 1
     assert rest.headers["x-export-truncated"] == "false"
+
+
+def test_a_crafted_cursor_cannot_widen_the_snapshot(
+    api_client: TestClient, seeded: dict[str, Any]
+) -> None:
+    """A cursor is plain text; one naming a snapshot in the future is held to now."""
+    response = export(api_client, seeded["pass_id"], cursor=f"a.0.{'0' * 32}.9999999999999")
+    assert response.status_code == 200
+    snapshot = datetime.fromisoformat(response.headers["x-export-snapshot"])
+    assert snapshot <= datetime.now(UTC)
 
 
 def test_csv_json_and_jsonl_hold_the_same_rows(
