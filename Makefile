@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint rules format unit integration e2e bench bench-export clean system-packages
 
-# Debian packages the tests need: promtool (package prometheus) and chromium (the
+# Debian packages the tests need: promtool (package prometheus), chromium (the
 # browser tests drive /usr/bin/chromium with Playwright; Playwright's own browser
-# download is not reachable here). Installed only where missing; `apt-get` needs
-# root, as on these machines.
+# download is not reachable here) and PostgreSQL 15 (the pass registry's store suite
+# starts a throwaway server from its binaries). Installed only where missing;
+# `apt-get` needs root, as on these machines.
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 $(BIN)/python:
@@ -28,8 +29,9 @@ run: $(STAMP)
 	$(BIN)/sentinel-usage up
 
 system-packages:
-	@command -v promtool >/dev/null && test -x /usr/bin/chromium || { \
-		apt-get update -qq && $(APT_INSTALL) prometheus chromium; }
+	@command -v promtool >/dev/null && test -x /usr/bin/chromium \
+		&& test -x /usr/lib/postgresql/15/bin/initdb || { \
+		apt-get update -qq && $(APT_INSTALL) prometheus chromium postgresql-15; }
 
 rules: system-packages
 	promtool check rules deploy/prometheus/sentinel-usage.rules.yml

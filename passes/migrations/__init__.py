@@ -1,0 +1,1 @@
+"""Alembic migrations of the pass registry, applied at every start (`migrate.upgrade`)."""
