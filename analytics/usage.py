@@ -8,6 +8,7 @@ so a DST day has 23 or 25 hours.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -158,8 +159,15 @@ class UsageQuery:
             int(row[0]), int(row[1]), float(row[2]), int(row[3]), _maybe_time(row[4])
         )
 
-    def passes(self, scope: ProjectScope, now: datetime) -> list[PassSummary]:
-        where, params = scope.where()
+    def passes(
+        self, scope: ProjectScope, now: datetime, pass_ids: Sequence[str] | None = None
+    ) -> list[PassSummary]:
+        """The project's passes with activity (or only `pass_ids`), last used first."""
+        where, scope_params = scope.where()
+        params: dict[str, Any] = dict(scope_params)
+        if pass_ids is not None:
+            where += " AND pass_id IN {pass_ids:Array(String)}"
+            params["pass_ids"] = list(pass_ids)
         rows = self._query(
             "SELECT pass_id, max(last_event_at) AS last_used, "
             "sumIf(total_requests, window_start >= {since:DateTime64(3, 'UTC')}), "

@@ -6,11 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from sentinel_usage.api.responses import RETRY_AFTER_SECONDS
-from sentinel_usage.api.routes import activity, alerts, events, health, ui, usage
+from sentinel_usage.api.routes import activity, alerts, events, health, oauth, passes, ui, usage
 from sentinel_usage.api.services import ApiServices
 from sentinel_usage.core.errors import DependencyUnavailableError
 
@@ -35,12 +38,23 @@ def create_app(services: ApiServices) -> FastAPI:
     )
     app.state.services = services
     app.include_router(events.router)
+    app.include_router(passes.router)
+    app.include_router(oauth.router)
     app.include_router(activity.router)
     app.include_router(usage.router)
     app.include_router(alerts.router)
     app.include_router(health.router)
     app.include_router(ui.router)
     app.mount("/ui/static", StaticFiles(directory=ui.STATIC), name="ui-static")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            # Starlette's Allow names the methods of one route; RFC 9110 wants every
+            # method of the resource (GET and POST of /passes are two routes).
+            allowed = _methods_of(app, request.url.path)
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(DependencyUnavailableError)
     async def unavailable(request: Request, exc: DependencyUnavailableError) -> JSONResponse:
@@ -51,3 +65,13 @@ def create_app(services: ApiServices) -> FastAPI:
         )
 
     return app
+
+
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    methods = {
+        method
+        for route in app.router.routes
+        if isinstance(route, Route) and route.path_regex.fullmatch(path)
+        for method in route.methods or ()
+    }
+    return sorted(methods - {"HEAD"})

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import jwt
 
-SCOPES: Final = ("usage:read", "usage:export", "events:write")
+SCOPES: Final = ("usage:read", "usage:export", "events:write", "passes:read", "passes:write")
 ASYMMETRIC_ALGORITHMS: Final = ["RS256", "ES256"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated
 
@@ -52,12 +53,16 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_scope(scope: str) -> Callable[[Principal], Principal]:
+def require_scope(scope: str, *alternatives: str) -> Callable[[Principal], Principal]:
+    """The token must hold `scope` (or one of `alternatives`)."""
+    accepted = (scope, *alternatives)
+
     def check(principal: PrincipalDep) -> Principal:
-        if scope not in principal.scopes:
+        if principal.scopes.isdisjoint(accepted):
+            needed = " or ".join(f"'{s}'" for s in accepted)
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                f"token lacks the '{scope}' scope",
+                f"token lacks the {needed} scope",
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope" scope="{scope}"'},
             )
         return principal
@@ -71,10 +76,10 @@ EventWriter = Annotated[Principal, Depends(require_scope("events:write"))]
 ProjectIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-def project_scope_for(scope: str) -> Callable[[str, Principal], ProjectScope]:
+def project_scope_for(scope: str, *alternatives: str) -> Callable[[str, Principal], ProjectScope]:
     """The ProjectScope of the path's project, after the scope check; a project the
     token does not grant is indistinguishable from one that does not exist (404)."""
-    checker = require_scope(scope)
+    checker = require_scope(scope, *alternatives)
 
     def build(project_id: ProjectIdPath, principal: PrincipalDep) -> ProjectScope:
         checker(principal)
@@ -86,3 +91,23 @@ def project_scope_for(scope: str) -> Callable[[str, Principal], ProjectScope]:
 
 
 ReadScopeDep = Annotated[ProjectScope, Depends(project_scope_for("usage:read"))]
+
+
+async def require_pass(services: ApiServices, scope: ProjectScope, pass_id: str) -> None:
+    """404 unless the registry holds the pass, or (a pass managed elsewhere) it has
+    activity in the project. A pass deleted from the registry is gone everywhere: its
+    rows age out with the retention, no route serves them (the seeds: deletion removes
+    the pass and what is associated with it)."""
+    standing = await services.registry.store.standing(scope.project_id, pass_id)
+    if standing == "present":
+        return
+    if standing == "deleted" or not await asyncio.to_thread(
+        services.activity.pass_exists, scope, pass_id
+    ):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+
+
+PassesReadScopeDep = Annotated[
+    ProjectScope, Depends(project_scope_for("passes:read", "usage:read"))
+]
+PassesWriteScopeDep = Annotated[ProjectScope, Depends(project_scope_for("passes:write"))]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from sentinel_usage.passes.model import AccessLevel, SentinelPass, UsageType
 
 
 def _utc_millis(value: datetime) -> str:
@@ -140,18 +142,6 @@ class PassOverviewResponse(BaseModel):
     last_used_at: UtcTimestamp | None
 
 
-class PassListItem(BaseModel):
-    pass_id: str
-    last_used_at: UtcTimestamp | None
-    total_requests_24h: int
-    error_rate_24h: float | None
-
-
-class PassListResponse(BaseModel):
-    project_id: str
-    items: list[PassListItem]
-
-
 class AlertItem(BaseModel):
     alert_id: str
     project_id: str
@@ -168,3 +158,114 @@ class AlertItem(BaseModel):
 
 class AlertListResponse(BaseModel):
     items: list[AlertItem]
+
+
+class PassView(BaseModel):
+    """A pass as the registry holds it; never its secret."""
+
+    pass_id: str
+    project_id: str
+    client_id: str
+    agent_name: str
+    agent_type: str
+    description: str | None
+    access_level: AccessLevel
+    organization: str | None
+    usage_type: UsageType
+    valid_from: date
+    valid_until: date
+    scopes: list[str]
+    integration_notes: str | None
+    credential_type: str
+    status: Literal["active", "inactive"]
+    state: Literal["active", "inactive", "revoked"] = Field(
+        description="What the card shows: revoked wins over the status toggle."
+    )
+    revoked_at: UtcTimestamp | None
+    created_at: UtcTimestamp
+    updated_at: UtcTimestamp
+    credential_version: int = Field(description="Raised by every regeneration.")
+
+    @classmethod
+    def of(cls, sentinel_pass: SentinelPass) -> PassView:
+        return cls(
+            **{
+                name: getattr(sentinel_pass, name)
+                for name in cls.model_fields
+                if name not in {"scopes", "state"}
+            },
+            scopes=list(sentinel_pass.scopes),
+            state="revoked" if sentinel_pass.revoked_at else sentinel_pass.status.value,
+        )
+
+
+class CredentialFormats(BaseModel):
+    json_text: str = Field(alias="json", description="Paste into a secrets manager.")
+    bash: str = Field(description="`export` lines for a shell or a CI environment.")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class PassCredentials(BaseModel):
+    """Shown once: the secret cannot be read again (regenerate to get a new one)."""
+
+    sentinel_pass: PassView = Field(alias="pass")
+    client_id: str
+    client_secret: str
+    token_url: str
+    formats: CredentialFormats
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class PassCard(BaseModel):
+    pass_id: str
+    agent_name: str
+    agent_type: str
+    client_id: str
+    state: Literal["active", "inactive", "revoked"]
+    scopes: list[str]
+    valid_from: date
+    valid_until: date
+    last_used_at: UtcTimestamp | None
+    total_requests_24h: int
+    error_rate_24h: float | None
+
+
+class UnmanagedPass(BaseModel):
+    pass_id: str
+    last_used_at: UtcTimestamp | None
+    total_requests_24h: int
+    error_rate_24h: float | None
+
+
+class PassCardsResponse(BaseModel):
+    project_id: str
+    items: list[PassCard]
+    next_cursor: str | None = Field(description="Pass back as `cursor=`; null at the end.")
+    unmanaged: list[UnmanagedPass] = Field(
+        description="Pass ids with activity that this registry does not manage (first page)."
+    )
+
+
+class AuditItem(BaseModel):
+    id: int
+    pass_id: str
+    action: Literal[
+        "created",
+        "updated",
+        "scopes_changed",
+        "regenerated",
+        "activated",
+        "deactivated",
+        "revoked",
+        "deleted",
+    ]
+    subject: str = Field(description="Who: the token's `sub`.")
+    at: UtcTimestamp
+    detail: dict[str, Any]
+
+
+class AuditResponse(BaseModel):
+    items: list[AuditItem]
+    next_cursor: str | None

@@ -25,6 +25,7 @@ _RETRY_AFTER: Final = {
 }
 
 _ERRORS: Final[dict[int, dict[str, Any]]] = {
+    400: {"description": "The body cannot be read (not UTF-8 JSON)."},
     401: {
         "description": "No bearer token, or one that does not verify (`invalid_token`).",
         "headers": _WWW_AUTHENTICATE,
@@ -37,6 +38,7 @@ _ERRORS: Final[dict[int, dict[str, Any]]] = {
         "description": "No such pass, or a project the token does not grant: "
         "the two answers are the same, so a project's passes cannot be probed.",
     },
+    409: {"description": "The pass id is taken."},
     413: {"description": "Too many events or bytes in one request."},
     415: {"description": "The body is neither JSON nor NDJSON."},
     422: {"description": "The body is not JSON or NDJSON, or not an object or an array."},

@@ -21,7 +21,8 @@ from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.ingest.durable import CommittedOffsets, DurablePublisher
 from sentinel_usage.ingest.journal import IngestJournal
-from sentinel_usage.ingest.producer import EventPublisher, Publisher
+from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer, Publisher
+from sentinel_usage.passes.registry import PassRegistry
 
 
 @dataclass
@@ -35,14 +36,20 @@ class ApiServices:
     exports: ExportAudit
     alerts: AlertStore
     clickhouse: Any
+    registry: PassRegistry
+    token_events: GatewayProducer
     clock: Clock = SYSTEM_CLOCK
     health: HealthBoard = HEALTH
 
     async def start(self) -> None:
+        await self.registry.start()  # the registry's migrations
         await self.publisher.start()
+        await self.token_events.start()
 
     async def stop(self) -> None:
+        await self.token_events.close()
         await self.publisher.stop()
+        await self.registry.stop()
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: 'ok' or what is wrong."""
@@ -61,6 +68,13 @@ class ApiServices:
         except Exception as exc:  # noqa: BLE001
             checks["clickhouse"] = f"unreachable: {exc!r}"
             checks["migrations"] = "unknown"
+        try:
+            missing_revisions = await self.registry.pending_migrations()
+            checks["registry"] = (
+                "ok" if not missing_revisions else "pending: " + ", ".join(missing_revisions)
+            )
+        except Exception as exc:  # noqa: BLE001
+            checks["registry"] = f"unreachable: {exc!r}"
         # What the worker in this process reports (`up`): a sink retrying, a worker down.
         checks.update(self.health.problems())
         return checks
@@ -93,6 +107,8 @@ def build_services(settings: Settings, journal: IngestJournal | None = None) -> 
         exports=ExportAudit(clickhouse),
         alerts=AlertStore(clickhouse),
         clickhouse=clickhouse,
+        registry=PassRegistry.from_settings(settings),
+        token_events=GatewayProducer(settings.kafka_bootstrap_servers),
     )
 
 

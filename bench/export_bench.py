@@ -29,7 +29,8 @@ from sentinel_usage.api.services import ApiServices
 from sentinel_usage.cli.tansu import TansuBroker
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
-from sentinel_usage.ingest.producer import EventPublisher
+from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
+from sentinel_usage.passes.registry import PassRegistry
 
 SECRET = "bench-secret-" + "x" * 40
 PASSES = 50
@@ -47,6 +48,9 @@ SELECT 'bench', concat('SP-', toString(number % {passes:UInt32})),
     if(number % 20 = 0, 'upstream timeout', ''), '{"region":"eu","attempt":1}'
 FROM numbers({rows:UInt64})
 """
+
+# The pass registry (SQLite, a signing key) of the API under test.
+DATA_DIR = Path(tempfile.mkdtemp(prefix="sentinel-bench-"))
 
 
 def main() -> None:
@@ -66,6 +70,7 @@ def main() -> None:
             kafka_bootstrap_servers=broker.bootstrap_servers,
             jwt_secret=SECRET,  # type: ignore[arg-type]
             export_snapshot_lag_seconds=0,
+            data_dir=DATA_DIR,
         )
         services = ApiServices(
             settings=settings,
@@ -77,6 +82,8 @@ def main() -> None:
             exports=ExportAudit(client),
             alerts=AlertStore(client),
             clickhouse=client,
+            registry=PassRegistry.from_settings(settings),
+            token_events=GatewayProducer(broker.bootstrap_servers),
         )
         headers = {"Authorization": "Bearer " + issue_token(SECRET, ["bench"], ["usage:export"])}
         results: dict[str, float] = {}

@@ -9,6 +9,7 @@ LatencySketch, as the worker would have written them.
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from sentinel_usage.api.services import ApiServices
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.core.sketch import MAPPING
-from sentinel_usage.ingest.producer import EventPublisher
+from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
+from sentinel_usage.passes.registry import PassRegistry
 
 SECRET = "bench-secret-" + "x" * 40
 
@@ -61,6 +63,9 @@ FROM (SELECT *, activity_type != 'token_generation' AS r FROM activity_log)
 GROUP BY project_id, pass_id, w
 """
 
+# The pass registry (SQLite, a signing key) of the API under test.
+DATA_DIR = Path(tempfile.mkdtemp(prefix="sentinel-bench-"))
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -80,6 +85,7 @@ def run(directory: Path, bootstrap: str, rows: int, repeat: int = 20) -> dict[st
         kafka_bootstrap_servers=bootstrap,
         jwt_secret=SECRET,  # type: ignore[arg-type]
         export_snapshot_lag_seconds=0,
+        data_dir=DATA_DIR,
     )
     services = ApiServices(
         settings=settings,
@@ -91,6 +97,8 @@ def run(directory: Path, bootstrap: str, rows: int, repeat: int = 20) -> dict[st
         exports=ExportAudit(client),
         alerts=AlertStore(client),
         clickhouse=client,
+        registry=PassRegistry.from_settings(settings),
+        token_events=GatewayProducer(bootstrap),
     )
     token = issue_token(SECRET, ["bench"], ["usage:read", "usage:export"])
     headers = {"Authorization": f"Bearer {token}"}

@@ -1,4 +1,4 @@
-"""`sentinel-usage`: up, worker, api, migrate, token."""
+"""`sentinel-usage`: up, worker, api, migrate, token, oauth-key."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from sentinel_usage.analytics.clickhouse import connect
 from sentinel_usage.analytics.migrate import migrate
@@ -17,6 +18,7 @@ from sentinel_usage.core.events import EventValidator, ValidationPolicy
 from sentinel_usage.core.logging import configure_logging
 from sentinel_usage.core.settings import Settings, load_settings, with_local_jwt_secret
 from sentinel_usage.ingest.admin import ensure_topics
+from sentinel_usage.passes.tokens import generate_key_file
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("up", help="embedded all-in-one: broker, topics, migrations, worker, API")
     commands.add_parser("worker", help="the stream worker alone (needs KAFKA_BOOTSTRAP_SERVERS)")
     commands.add_parser("api", help="the API alone (needs KAFKA_BOOTSTRAP_SERVERS)")
-    commands.add_parser("migrate", help="apply pending ClickHouse migrations")
+    commands.add_parser("migrate", help="apply pending ClickHouse and pass registry migrations")
+    key = commands.add_parser("oauth-key", help="add an ES256 key that signs pass tokens")
+    key.add_argument("--dir", type=Path, help="default: SENTINEL_OAUTH_KEYS_DIR")
     token = commands.add_parser("token", help="print a bearer token signed with the local secret")
     token.add_argument("--project", action="append", required=True, help="repeatable")
     token.add_argument("--scope", action="append", required=True, choices=SCOPES)
@@ -41,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             applied = _migrate(settings)
             print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+            print(f"pass registry: {asyncio.run(_migrate_registry(settings))}")
+            return 0
+        if args.command == "oauth-key":
+            directory = args.dir or settings.signing_keys_dir
+            directory.mkdir(parents=True, exist_ok=True)
+            print(f"{generate_key_file(directory)}: the newest key signs from the next start")
             return 0
         if args.command == "api":
             return _api(settings)
@@ -74,6 +84,20 @@ def _migrate(settings: Settings) -> list[str]:
     return migrate(
         connect(settings.clickhouse_dsn), MigrationContext(retention_days=settings.retention_days)
     )
+
+
+async def _migrate_registry(settings: Settings) -> str:
+    from sentinel_usage.passes.migrate import pending, upgrade
+    from sentinel_usage.passes.store import create_engine
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.registry_url)
+    try:
+        before = await pending(engine)
+        await upgrade(engine)
+        return "applied " + ", ".join(before) if before else "up to date"
+    finally:
+        await engine.dispose()
 
 
 def _prepare(settings: Settings) -> asyncio.AbstractEventLoop:

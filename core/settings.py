@@ -107,6 +107,20 @@ class Settings(BaseSettings):
         5.0, ge=0, description="an export leaves out rows ingested this recently"
     )
 
+    # The pass registry and its OAuth token endpoint.
+    database_url: str | None = Field(
+        None, description="postgresql+asyncpg://...; unset = SQLite in data_dir (local mode)"
+    )
+    oauth_keys_dir: Path | None = Field(
+        None,
+        description="ES256 PEM keys: the newest signs, all verify; unset = data_dir/oauth-keys",
+    )
+    oauth_issuer: str | None = Field(None, description="`iss` of access tokens; unset = API URL")
+    oauth_audience: str = Field("sentinel-gateway", min_length=1)
+    access_token_seconds: int = Field(3600, ge=60, le=86_400)
+    oauth_max_failures: int = Field(10, ge=1, description="failed exchanges per client...")
+    oauth_failure_window_seconds: int = Field(60, ge=1, description="...within this window")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 
@@ -148,6 +162,10 @@ class Settings(BaseSettings):
             missing.append("KAFKA_BOOTSTRAP_SERVERS")
         if self.clickhouse_url is None:
             missing.append("CLICKHOUSE_URL")
+        if self.database_url is None:
+            missing.append("SENTINEL_DATABASE_URL")
+        if self.oauth_keys_dir is None:
+            missing.append("SENTINEL_OAUTH_KEYS_DIR")
         if missing:
             raise ValueError(f"production mode requires {', '.join(missing)}")
         if self.jwt_secret is not None and (
@@ -161,6 +179,16 @@ class Settings(BaseSettings):
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def registry_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'passes.db').resolve()}"
+
+    @property
+    def signing_keys_dir(self) -> Path:
+        return self.oauth_keys_dir or self.data_dir / "oauth-keys"
 
     @property
     def export_snapshot_lag(self) -> timedelta:

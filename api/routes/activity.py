@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
@@ -23,7 +23,13 @@ from sentinel_usage.analytics.activity import (
 from sentinel_usage.analytics.exports import ExportRecord
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.auth import Principal
-from sentinel_usage.api.deps import PrincipalDep, ReadScopeDep, ServicesDep, project_scope_for
+from sentinel_usage.api.deps import (
+    PrincipalDep,
+    ReadScopeDep,
+    ServicesDep,
+    project_scope_for,
+    require_pass,
+)
 from sentinel_usage.api.export_format import ExportFormat, export_filename, render
 from sentinel_usage.api.filters import ActivityFilterDep
 from sentinel_usage.api.models import (
@@ -74,11 +80,6 @@ def _cursor(text: str | None, order: Order) -> Cursor | None:
         ) from None
 
 
-async def _require_pass(services: ServicesDep, scope: ProjectScope, pass_id: str) -> None:
-    if not await asyncio.to_thread(services.activity.pass_exists, scope, pass_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-
-
 _ROW = {"$ref": "#/components/schemas/ActivityRow"}
 _SAME_PASS = {"project_id": "$request.path.project_id", "pass_id": "$request.path.pass_id"}
 
@@ -124,7 +125,7 @@ async def list_activity(
     skips or repeats a row while the log grows.
     """
     after = _cursor(cursor, "desc")
-    await _require_pass(services, scope, pass_id)
+    await require_pass(services, scope, pass_id)
     result = await asyncio.to_thread(
         services.activity.page, scope, pass_id, page, int(per_page), filters, after
     )
@@ -197,7 +198,7 @@ async def export_activity(
     the batches cover the range with no gap and no overlap.
     """
     after = _cursor(cursor, "asc")
-    await _require_pass(services, scope, pass_id)
+    await require_pass(services, scope, pass_id)
     requested_at = services.clock.now()
     batch = await asyncio.to_thread(
         services.activity.export_batch,

@@ -6,9 +6,9 @@ import asyncio
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query
 
-from sentinel_usage.api.deps import ReadScopeDep, ServicesDep
+from sentinel_usage.api.deps import ReadScopeDep, ServicesDep, require_pass
 from sentinel_usage.api.models import AlertItem, AlertListResponse
 from sentinel_usage.api.responses import PROJECT_READ_ERRORS
 from sentinel_usage.core.alerts import AlertEvent
@@ -48,8 +48,7 @@ async def pass_alerts(
     limit: LimitQuery = 100,
 ) -> AlertListResponse:
     """One pass's alerts, most recently fired first."""
-    if not await asyncio.to_thread(services.activity.pass_exists, scope, pass_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
+    await require_pass(services, scope, pass_id)
     alerts = await asyncio.to_thread(
         services.alerts.list, scope, pass_id, state.value if state else None, limit
     )

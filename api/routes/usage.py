@@ -6,15 +6,12 @@ import asyncio
 from typing import Annotated, Final
 from zoneinfo import ZoneInfo, available_timezones
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator
 
-from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.analytics.usage import UsageRange, UsageReport
-from sentinel_usage.api.deps import ReadScopeDep, ServicesDep
+from sentinel_usage.api.deps import ReadScopeDep, ServicesDep, require_pass
 from sentinel_usage.api.models import (
-    PassListItem,
-    PassListResponse,
     PassOverviewResponse,
     UsageBucket,
     UsageMetrics,
@@ -51,11 +48,6 @@ ZoneName = Annotated[
 ]
 
 
-async def _require_pass(services: ServicesDep, scope: ProjectScope, pass_id: str) -> None:
-    if not await asyncio.to_thread(services.activity.pass_exists, scope, pass_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-
-
 @router.get(
     "/v1/projects/{project_id}/passes/{pass_id}/usage",
     response_model=UsageResponse,
@@ -72,7 +64,7 @@ async def pass_usage(
     ] = UsageRange.DAY,
 ) -> UsageResponse:
     """Timeline (every bucket, zero-filled) and metrics over the range."""
-    await _require_pass(services, scope, pass_id)
+    await require_pass(services, scope, pass_id)
     report = await asyncio.to_thread(
         services.usage.usage, scope, pass_id, range_, ZoneInfo(tz), services.clock.now()
     )
@@ -87,7 +79,7 @@ async def pass_overview(
     pass_id: PassIdPath, scope: ReadScopeDep, services: ServicesDep
 ) -> PassOverviewResponse:
     """Lifetime totals (within the retention) and when the pass was last used."""
-    await _require_pass(services, scope, pass_id)
+    await require_pass(services, scope, pass_id)
     overview = await asyncio.to_thread(services.usage.overview, scope, pass_id)
     return PassOverviewResponse(
         pass_id=pass_id,
@@ -99,26 +91,6 @@ async def pass_overview(
             overview.latency_sum_ms / overview.latency_count if overview.latency_count else None
         ),
         last_used_at=overview.last_used_at,
-    )
-
-
-@router.get("/v1/projects/{project_id}/passes", response_model=PassListResponse)
-async def list_passes(scope: ReadScopeDep, services: ServicesDep) -> PassListResponse:
-    """The project's passes that have activity, most recently used first."""
-    summaries = await asyncio.to_thread(services.usage.passes, scope, services.clock.now())
-    return PassListResponse(
-        project_id=scope.project_id,
-        items=[
-            PassListItem(
-                pass_id=s.pass_id,
-                last_used_at=s.last_used_at,
-                total_requests_24h=s.total_requests_24h,
-                error_rate_24h=(
-                    s.error_count_24h / s.total_requests_24h if s.total_requests_24h else None
-                ),
-            )
-            for s in summaries
-        ],
     )
 
 

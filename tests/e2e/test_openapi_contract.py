@@ -16,15 +16,24 @@ from tests.e2e.stack import Stack, start_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = int(os.environ.get("SENTINEL_SCHEMATHESIS_SECONDS", "90"))
-PROJECT, PASS_ID = "demo", "SP-2026-A1B2C3"
+# The analytics' pass is managed elsewhere (events only), so that the fuzzer's DELETE
+# cannot take the reads' data away; the registry's pass is the fuzzer's to change.
+PROJECT, PASS_ID, REGISTRY_PASS = "demo", "SP-2026-A1B2C3", "SP-2026-R3G1ST"
 OTHER_PROJECT, OTHER_PASS = "other", "SP-2026-OTHER1"
-SCOPES = ["usage:read", "usage:export", "events:write"]
+SCOPES = ["usage:read", "usage:export", "events:write", "passes:read", "passes:write"]
 
 
 def seed(stack: Stack) -> None:
-    """Activity of every type for one pass of each project, so reads find data."""
+    """A registry pass and activity of every type for one pass of each project, so that
+    reads find data."""
     now = datetime.now(UTC)
-    with stack.client([PROJECT, OTHER_PROJECT]) as client:
+    with stack.client([PROJECT, OTHER_PROJECT], SCOPES) as client:
+        for project, pass_id in ((PROJECT, REGISTRY_PASS), (OTHER_PROJECT, OTHER_PASS)):
+            created = client.post(
+                f"/v1/projects/{project}/passes",
+                json={"agent_name": "Contract Bot", "agent_type": "fuzzer", "pass_id": pass_id},
+            )
+            assert created.status_code == 201, created.text
         for project, pass_id, count in ((PROJECT, PASS_ID, 60), (OTHER_PROJECT, OTHER_PASS, 10)):
             events = [
                 {
@@ -50,7 +59,20 @@ def test_the_served_document_is_the_contract_the_server_keeps(tmp_path: Path) ->
     try:
         seed(stack)
         config = tmp_path / "schemathesis.toml"
-        config.write_text(f'[parameters]\nproject_id = "{PROJECT}"\npass_id = "{PASS_ID}"\n')
+        # The analytics' reads look at the seeded pass; the registry's operations get
+        # generated or linked ids, so that what the fuzzer creates is what it then changes.
+        analytics = r"passes/\{pass_id\}/(usage|overview|activity|activity/export|alerts)$"
+        config.write_text(
+            f'[parameters]\nproject_id = "{PROJECT}"\n\n[[operations]]\n'
+            f"include-path-regex = '{analytics}'\n"
+            f'parameters = {{ pass_id = "{PASS_ID}" }}\n\n'
+            # RFC 6749 §5.2 answers a well-formed exchange it refuses (a scope the pass
+            # lacks, a grant it does not offer) with 400: the token endpoint's
+            # schema-valid requests may be refused so, and only there.
+            '[[operations]]\ninclude-path = "/oauth/token"\n'
+            "checks = { positive_data_acceptance = { expected-statuses = "
+            '["2xx", 400, 401, 429] } }\n'
+        )
         operations = sum(
             len(item) for item in stack.client().get("/openapi.json").json()["paths"].values()
         )

@@ -13,7 +13,8 @@ from sentinel_usage.api.auth import TokenVerifier, issue_token
 from sentinel_usage.api.services import ApiServices
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
-from sentinel_usage.ingest.producer import EventPublisher
+from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
+from sentinel_usage.passes.registry import PassRegistry
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,13 +27,16 @@ SECRET = "integration-secret-" + "x" * 32
 
 
 @pytest.fixture(scope="module")
-def api_client(clickhouse: Any, kafka_bootstrap: str) -> Iterator[TestClient]:
-    """The real FastAPI app in-process, on this module's ClickHouse database and the
-    session's broker."""
+def api_client(
+    clickhouse: Any, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The real FastAPI app in-process, on this module's ClickHouse database, the
+    session's broker and a registry (SQLite) of its own."""
     settings = Settings(
         kafka_bootstrap_servers=kafka_bootstrap,
         jwt_secret=SECRET,  # type: ignore[arg-type]
         export_snapshot_lag_seconds=0,
+        data_dir=tmp_path_factory.mktemp("api"),
     )
     services = ApiServices(
         settings=settings,
@@ -44,6 +48,8 @@ def api_client(clickhouse: Any, kafka_bootstrap: str) -> Iterator[TestClient]:
         exports=ExportAudit(clickhouse),
         alerts=AlertStore(clickhouse),
         clickhouse=clickhouse,
+        registry=PassRegistry.from_settings(settings),
+        token_events=GatewayProducer(kafka_bootstrap),
     )
     with TestClient(create_app(services)) as client:
         yield client

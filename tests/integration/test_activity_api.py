@@ -406,7 +406,7 @@ def test_every_route_is_404_for_another_project_and_leaks_nothing(
     api_client: TestClient, seeded: dict[str, Any]
 ) -> None:
     pass_id = seeded["pass_id"]
-    stranger = bearer(["other"], ["usage:read", "usage:export", "events:write"])
+    stranger = bearer(["other"], ["usage:read", "usage:export", "events:write", "passes:read"])
     routes = [
         f"/v1/projects/{PROJECT}/passes/{pass_id}/activity",
         f"/v1/projects/{PROJECT}/passes/{pass_id}/activity/export",
@@ -414,6 +414,7 @@ def test_every_route_is_404_for_another_project_and_leaks_nothing(
         f"/v1/projects/{PROJECT}/passes/{pass_id}/overview",
         f"/v1/projects/{PROJECT}/passes",
         f"/v1/projects/{PROJECT}/exports",
+        f"/v1/projects/{PROJECT}/passes/{pass_id}/audit",
     ]
     for route in routes:
         response = api_client.get(route, headers=stranger)

@@ -15,7 +15,13 @@ def test_production_refuses_missing_keys_and_embedded_services(
     monkeypatch.setenv("SENTINEL_MODE", "production")
     with pytest.raises(ConfigurationError) as info:
         load_settings()
-    for name in ("SENTINEL_JWT_SECRET", "KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL"):
+    for name in (
+        "SENTINEL_JWT_SECRET",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "CLICKHOUSE_URL",
+        "SENTINEL_DATABASE_URL",
+        "SENTINEL_OAUTH_KEYS_DIR",
+    ):
         assert name in str(info.value)
 
 
@@ -24,6 +30,8 @@ def test_production_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("SENTINEL_JWT_SECRET", "short")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("CLICKHOUSE_URL", "http://clickhouse:8123")
+    monkeypatch.setenv("SENTINEL_DATABASE_URL", "postgresql+asyncpg://registry/passes")
+    monkeypatch.setenv("SENTINEL_OAUTH_KEYS_DIR", "/etc/sentinel/oauth-keys")
     with pytest.raises(ConfigurationError, match="at least 32 bytes"):
         load_settings()
 
@@ -71,4 +79,6 @@ def test_production_may_listen_anywhere(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SENTINEL_JWT_SECRET", "x" * 32)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("CLICKHOUSE_URL", "http://clickhouse:8123")
+    monkeypatch.setenv("SENTINEL_DATABASE_URL", "postgresql+asyncpg://registry/passes")
+    monkeypatch.setenv("SENTINEL_OAUTH_KEYS_DIR", "/etc/sentinel/oauth-keys")
     assert load_settings().api_host == "0.0.0.0"
