@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint rules format unit integration e2e bench bench-export clean system-packages
+.PHONY: run test lint rules format unit integration e2e bench bench-export bench-token clean system-packages
 
 # Debian packages the tests need: promtool (package prometheus), chromium (the
 # browser tests drive /usr/bin/chromium with Playwright; Playwright's own browser
@@ -65,6 +65,11 @@ e2e: $(STAMP)
 # The whole pipeline (see bench/pipeline_bench.py); its last line is the `bench:` summary.
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/pipeline_bench.py
+	PYTHONPATH=. $(BIN)/python bench/token_bench.py
+
+# Token exchanges through HTTP against a running `up`, 8 clients: token_eps=, token_p99_ms=.
+bench-token: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/token_bench.py
 
 # 10,000-row exports in each format over a 1,000,000-row log.
 bench-export: $(STAMP)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import pending
 from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.auth import TokenVerifier
+from sentinel_usage.core import topics
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import ConfigurationError
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
@@ -21,7 +23,13 @@ from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.ingest.durable import CommittedOffsets, DurablePublisher
 from sentinel_usage.ingest.journal import IngestJournal
-from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer, Publisher
+from sentinel_usage.ingest.producer import (
+    EventPublisher,
+    GatewayProducer,
+    KeyedRecordPublisher,
+    Publisher,
+)
+from sentinel_usage.passes.outbox import OutboxRelay
 from sentinel_usage.passes.registry import PassRegistry
 
 
@@ -38,15 +46,29 @@ class ApiServices:
     clickhouse: Any
     registry: PassRegistry
     token_events: GatewayProducer
+    # Publishes the registry's lifecycle changes on sentinel.passes (None: not here).
+    lifecycle_publisher: KeyedRecordPublisher | None = None
     clock: Clock = SYSTEM_CLOCK
     health: HealthBoard = HEALTH
+    _relay: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         await self.registry.start()  # the registry's migrations
         await self.publisher.start()
         await self.token_events.start()
+        if self.lifecycle_publisher is not None:
+            await self.lifecycle_publisher.start()
+            relay = OutboxRelay(self.registry.store, self.lifecycle_publisher)
+            self._relay = asyncio.create_task(relay.run(), name="passes-outbox-relay")
 
     async def stop(self) -> None:
+        if self._relay is not None:
+            # What it did not publish stays in the outbox for the next start.
+            self._relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay
+        if self.lifecycle_publisher is not None:
+            await self.lifecycle_publisher.stop()
         await self.token_events.close()
         await self.publisher.stop()
         await self.registry.stop()
@@ -109,6 +131,7 @@ def build_services(settings: Settings, journal: IngestJournal | None = None) -> 
         clickhouse=clickhouse,
         registry=PassRegistry.from_settings(settings),
         token_events=GatewayProducer(settings.kafka_bootstrap_servers),
+        lifecycle_publisher=KeyedRecordPublisher(settings.kafka_bootstrap_servers, topics.PASSES),
     )
 
 

@@ -120,6 +120,35 @@ class EventPublisher:
         await self._producer.client.fetch_all_metadata()
 
 
+class KeyedRecordPublisher:
+    """Sends (key, value) records to one topic and returns once the broker acknowledged
+    them all; a None value is a tombstone. Order holds per key: records of one call go
+    in the partition's batches in order, and the next call waits for these acks.
+    (An idempotent producer would be the textbook answer: Tansu 0.6 answers its
+    InitProducerId with error -1, so aiokafka cannot start one there.)"""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._topic = topic
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = kafka_producer(self._bootstrap_servers)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def __call__(self, records: Sequence[tuple[str, bytes | None]]) -> None:
+        assert self._producer is not None, "start() first"
+        sent = [
+            await self._producer.send(self._topic, value=value, key=key.encode())
+            for key, value in records
+        ]
+        await asyncio.gather(*sent)
+
+
 class GatewayProducer:
     """A non-blocking, bounded, batching producer for the gateway's request path.
 

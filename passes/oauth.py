@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -107,6 +108,37 @@ class FailureLimiter:
         return recent
 
 
+class CredentialsCache:
+    """The token endpoint's lookups of a client's pass and secret hash, kept for `ttl`
+    seconds: agents exchange again and again, and the store's round trip was most of an
+    exchange's cost. A change committed in this process empties it at once (the store's
+    generation); one committed by another process is seen within `ttl` (DESIGN: refused
+    everywhere within a second). Unknown clients are not cached, so a new pass works at
+    once everywhere."""
+
+    def __init__(self, store: PassStore, ttl: float = 1.0, size: int = 100_000) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._size = size
+        self._entries: dict[str, tuple[float, tuple[SentinelPass, bytes]]] = {}
+        self._generation = store.generation
+
+    async def get(self, client_id: str) -> tuple[SentinelPass, bytes] | None:
+        now = time.monotonic()
+        if self._generation != self._store.generation:
+            self._entries.clear()
+            self._generation = self._store.generation
+        cached = self._entries.get(client_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self._store.credentials(client_id)
+        if found is not None:
+            if len(self._entries) >= self._size:
+                self._entries.clear()
+            self._entries[client_id] = (now + self._ttl, found)
+        return found
+
+
 @dataclass(frozen=True)
 class Exchange:
     """The outcome of one exchange: the pass (when the client is known) and the token
@@ -125,7 +157,7 @@ class ClientCredentialsGrant:
         limiter: FailureLimiter | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._store = store
+        self._credentials = CredentialsCache(store)
         self._issuer = issuer
         self._limiter = limiter or FailureLimiter()
         self._clock = clock
@@ -139,7 +171,7 @@ class ClientCredentialsGrant:
         except OAuthError as refused:
             return Exchange(None, error=refused)
         retry = self._limiter.retry_after(credentials.client_id, now)
-        found = await self._store.credentials(credentials.client_id)
+        found = await self._credentials.get(credentials.client_id)
         sentinel_pass = found[0] if found else None
         if retry is not None:
             limited = OAuthError(

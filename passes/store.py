@@ -8,12 +8,12 @@ committed. Every read and write but the token endpoint's is scoped by project.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from sqlalchemy import delete, event, or_, select, tuple_
+from sqlalchemy import delete, event, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -37,6 +37,7 @@ from sentinel_usage.passes.tables import AuditRow, OutboxRow, PassRow
 
 MAX_PAGE: Final = 200
 IN_CHUNK: Final = 5_000
+RELAY_LOCK: Final = 0x5E471_0B0  # pg advisory lock of the outbox relay
 Standing = Literal["present", "deleted", "unknown"]
 
 
@@ -94,6 +95,11 @@ class PassStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
         self.changed = asyncio.Event()  # set after a commit that wrote the outbox
+        self.generation = 0  # raised by every change this process commits
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self.changed.set()
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -136,7 +142,7 @@ class PassStore:
                 self._record(session, row, "created", subject, {"scopes": list(spec.scopes)})
         except IntegrityError:
             raise PassConflictError(f"pass_id {row.pass_id!r} is taken") from None
-        self.changed.set()
+        self._changed()
         return _pass(row), secret
 
     async def update(
@@ -164,7 +170,7 @@ class PassStore:
             detail = _diff(before, _pass(row))
             action = "scopes_changed" if set(detail) == {"scopes"} else "updated"
             self._record(session, row, action, subject, detail)
-        self.changed.set()
+        self._changed()
         return _pass(row)
 
     async def regenerate(
@@ -179,7 +185,7 @@ class PassStore:
             self._record(
                 session, row, "regenerated", subject, {"credential_version": row.credential_version}
             )
-        self.changed.set()
+        self._changed()
         return _pass(row), secret
 
     async def set_status(
@@ -194,7 +200,7 @@ class PassStore:
             row.updated_at = self._clock.now()
             action = "activated" if status is PassStatus.ACTIVE else "deactivated"
             self._record(session, row, action, subject, {})
-        self.changed.set()
+        self._changed()
         return _pass(row)
 
     async def revoke(self, project_id: str, pass_id: str, subject: str) -> SentinelPass:
@@ -205,7 +211,7 @@ class PassStore:
             row.revoked_at = row.revoked_at or now
             row.updated_at = now
             self._record(session, row, "revoked", subject, {})
-        self.changed.set()
+        self._changed()
         return _pass(row)
 
     async def delete(self, project_id: str, pass_id: str, subject: str) -> None:
@@ -213,7 +219,7 @@ class PassStore:
             row = await self._row(session, project_id, pass_id, for_update=True)
             self._record(session, row, "deleted", subject, {}, tombstone=True)
             await session.delete(row)
-        self.changed.set()
+        self._changed()
 
     # -- reads -----------------------------------------------------------------
 
@@ -330,6 +336,26 @@ class PassStore:
         return _pass(row) if row is not None else None
 
     # -- outbox ------------------------------------------------------------------
+
+    async def relay_outbox(
+        self, send: Callable[[Sequence[OutboxRecord]], Awaitable[None]], limit: int = 500
+    ) -> int:
+        """Hand the oldest waiting records to `send`, then delete them, in one transaction:
+        on PostgreSQL an advisory lock makes one relay at a time do it, so that records
+        of one pass never overtake each other across processes."""
+        async with self._sessions.begin() as session:
+            if self.engine.dialect.name == "postgresql":
+                locked = await session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK)))
+                if not locked:
+                    return 0
+            rows = (
+                await session.scalars(select(OutboxRow).order_by(OutboxRow.id).limit(limit))
+            ).all()
+            if not rows:
+                return 0
+            await send([OutboxRecord(r.id, r.pass_id, r.state) for r in rows])
+            await session.execute(delete(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows])))
+            return len(rows)
 
     async def outbox(self, limit: int = 500) -> list[OutboxRecord]:
         query = select(OutboxRow).order_by(OutboxRow.id).limit(limit)

@@ -11,9 +11,10 @@ from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.app import create_app
 from sentinel_usage.api.auth import TokenVerifier, issue_token
 from sentinel_usage.api.services import ApiServices
+from sentinel_usage.core import topics
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
-from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
+from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer, KeyedRecordPublisher
 from sentinel_usage.passes.registry import PassRegistry
 
 
@@ -50,6 +51,7 @@ def api_client(
         clickhouse=clickhouse,
         registry=PassRegistry.from_settings(settings),
         token_events=GatewayProducer(kafka_bootstrap),
+        lifecycle_publisher=KeyedRecordPublisher(kafka_bootstrap, topics.PASSES),
     )
     with TestClient(create_app(services)) as client:
         yield client

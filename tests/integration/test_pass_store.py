@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
@@ -203,3 +204,34 @@ async def test_a_pass_of_another_project_is_not_known(store: PassStore) -> None:
     assert await store.known("p2", [created.pass_id]) == set()
     assert (await store.by_pass_id(created.pass_id)) is not None
     assert (await store.by_pass_id(f"SP-2026-{uuid.uuid4().hex[:6].upper()}")) is None
+
+
+async def test_another_process_s_change_reaches_the_token_endpoint_within_a_second(
+    store: PassStore,
+) -> None:
+    """Two stores on one database stand for two API processes: the credentials cache of
+    one sees a regeneration made by the other within its one-second lifetime."""
+    from sentinel_usage.passes.oauth import CredentialsCache
+
+    created, first = await store.create("p1", spec(), "admin")
+    other = PassStore(create_engine(str(store.engine.url.render_as_string(False))))
+    try:
+        cache = CredentialsCache(store, ttl=0.5)
+        cached = await cache.get(created.client_id)
+        assert cached is not None
+        assert secret_matches(first.secret, cached[1])
+        _, second = await other.regenerate("p1", created.pass_id, "admin")
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while True:
+            found = await cache.get(created.client_id)
+            assert found is not None
+            if secret_matches(second.secret, found[1]):
+                break
+            assert asyncio.get_running_loop().time() < deadline, "stale after 1 s"
+            await asyncio.sleep(0.05)
+        await store.regenerate("p1", created.pass_id, "admin")  # this process: at once
+        found = await cache.get(created.client_id)
+        assert found is not None
+        assert not secret_matches(second.secret, found[1])
+    finally:
+        await other.close()

@@ -4,16 +4,21 @@ regenerate, scope change, revoke, delete), each one audited."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 import uuid
 from typing import Any
 
 import httpx
 import jwt
+import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 from authlib.integrations.httpx_client import OAuth2Client
 from fastapi.testclient import TestClient
 
+from sentinel_usage.core import topics
 from tests.integration.conftest import bearer
 
 PROJECT = "proj-passes"
@@ -329,3 +334,45 @@ def test_dates_out_of_order_are_422_in_one_request_and_409_against_the_pass(
     assert against.status_code == 409
     assert "change both together" in against.json()["detail"]
     assert api_client.get(path, headers=ADMIN).json()["valid_until"] == "2027-01-01"
+
+
+async def _passes_topic(bootstrap: str, wanted: int, within: float) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topics.PASSES, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + within
+        while len(records) < wanted and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100)
+            records += [r for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return records
+
+
+def test_lifecycle_changes_reach_the_passes_topic_within_a_second(
+    api_client: TestClient, kafka_bootstrap: str
+) -> None:
+    """What a gateway learns: each change of a pass as a record keyed by its id, the
+    delete as a tombstone, in the order they were made."""
+    created = create(api_client, scopes="read:data")
+    pass_id = created["pass"]["pass_id"]
+    base = f"/v1/projects/{PROJECT}/passes/{pass_id}"
+    api_client.post(f"{base}/regenerate", headers=ADMIN)
+    api_client.post(f"{base}/deactivate", headers=ADMIN)
+    assert api_client.delete(base, headers=ADMIN).status_code == 204
+    deleted_at = time.monotonic()
+    records = asyncio.run(_passes_topic(kafka_bootstrap, 10_000, within=1.0))
+    mine = [r for r in records if r.key == pass_id.encode()]
+    seen_within = time.monotonic() - deleted_at
+    states = [orjson.loads(r.value) if r.value is not None else None for r in mine]
+    assert [(s["credential_version"], s["status"]) if s else None for s in states] == [
+        (1, "active"),
+        (2, "active"),
+        (2, "inactive"),
+        None,
+    ], f"after {seen_within:.2f} s"
+    assert states[0]["scopes"] == ["read:data"]
+    assert states[0]["project_id"] == PROJECT
