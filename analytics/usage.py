@@ -160,9 +160,14 @@ class UsageQuery:
         )
 
     def passes(
-        self, scope: ProjectScope, now: datetime, pass_ids: Sequence[str] | None = None
+        self,
+        scope: ProjectScope,
+        now: datetime,
+        pass_ids: Sequence[str] | None = None,
+        limit: int | None = None,
     ) -> list[PassSummary]:
-        """The project's passes with activity (or only `pass_ids`), last used first."""
+        """The project's passes with activity (or only `pass_ids`), last used first
+        (the `limit` most recently used)."""
         where, scope_params = scope.where()
         params: dict[str, Any] = dict(scope_params)
         if pass_ids is not None:
@@ -173,8 +178,9 @@ class UsageQuery:
             "sumIf(total_requests, window_start >= {since:DateTime64(3, 'UTC')}), "
             "sumIf(error_count, window_start >= {since:DateTime64(3, 'UTC')}) "
             f"FROM usage_rollups FINAL WHERE {where} "
-            "GROUP BY pass_id ORDER BY last_used DESC, pass_id",
-            {**params, "since": now - timedelta(hours=24)},
+            "GROUP BY pass_id ORDER BY last_used DESC, pass_id"
+            + (" LIMIT {limit:UInt32}" if limit is not None else ""),
+            {**params, "since": now - timedelta(hours=24), "limit": limit},
         )
         return [PassSummary(r[0], _maybe_time(r[1]), int(r[2]), int(r[3])) for r in rows]
 

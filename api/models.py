@@ -244,7 +244,8 @@ class PassCardsResponse(BaseModel):
     items: list[PassCard]
     next_cursor: str | None = Field(description="Pass back as `cursor=`; null at the end.")
     unmanaged: list[UnmanagedPass] = Field(
-        description="Pass ids with activity that this registry does not manage (first page)."
+        description="Pass ids with activity that this registry does not manage, most "
+        "recently used first, among the project's 1,000 most recently used (first page)."
     )
 
 

@@ -41,6 +41,7 @@ router = APIRouter(tags=["passes"], responses=PROJECT_READ_ERRORS)
 PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 LIST_CURSOR: Final = r"^[0-9]{1,16}\.SP-[0-9]{4}-[A-Z0-9]{6}$"
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+UNMANAGED_SCAN: Final = 1_000  # most recently used pass ids looked at for `unmanaged`
 
 
 class PassStateFilter(StrEnum):
@@ -174,7 +175,11 @@ async def list_passes(
 async def _unmanaged(
     services: ServicesDep, scope: ProjectScope, search: str | None
 ) -> list[UnmanagedPass]:
-    summaries = await asyncio.to_thread(services.usage.passes, scope, services.clock.now())
+    # The most recently used only: a project whose passes the registry manages does not
+    # pay for a scan of all its passes' activity on every first page.
+    summaries = await asyncio.to_thread(
+        services.usage.passes, scope, services.clock.now(), None, UNMANAGED_SCAN
+    )
     if search:
         summaries = [s for s in summaries if s.pass_id.upper().startswith(search.upper())]
     ids = [s.pass_id for s in summaries]
