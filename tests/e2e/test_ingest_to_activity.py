@@ -191,7 +191,7 @@ def test_readiness_reports_each_dependency(stack: Stack) -> None:
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",
-        "checks": {"kafka": "ok", "clickhouse": "ok", "migrations": "ok"},
+        "checks": {"kafka": "ok", "clickhouse": "ok", "migrations": "ok", "registry": "ok"},
     }
 
 
