@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from prometheus_client import Counter
 
@@ -23,6 +24,8 @@ from sentinel_usage.core.events import UsageEvent
 from sentinel_usage.core.wire import Envelope, encode_envelopes
 
 log = structlog.get_logger(__name__)
+
+RECONNECT_SECONDS: Final = 1.0
 
 GATEWAY_DROPPED = Counter(
     "sentinel_gateway_events_dropped",
@@ -179,11 +182,23 @@ class GatewayProducer:
         self.dropped = 0
 
     async def start(self) -> None:
-        self._producer = kafka_producer(
-            self._bootstrap_servers, compression_type=self._compression_type
-        )
-        await self._producer.start()
+        """Returns at once: the broker is connected in the background (a gateway serves
+        calls while its Kafka is away; what it records waits in the buffer)."""
         self._sender = asyncio.create_task(self._run(), name="gateway-producer")
+
+    async def _connect(self) -> AIOKafkaProducer:
+        while True:
+            producer = kafka_producer(
+                self._bootstrap_servers, compression_type=self._compression_type
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                await producer.stop()
+                log.warning("gateway_producer_unconnected", error=repr(exc))
+                await asyncio.sleep(RECONNECT_SECONDS)
+                continue
+            return producer
 
     def record(self, event: UsageEvent) -> bool:
         """Buffer one event; False when it was dropped (buffer full or closing)."""
@@ -220,6 +235,7 @@ class GatewayProducer:
             await self._sender
 
     async def _run(self) -> None:
+        self._producer = await self._connect()
         while True:
             batch = [await self._queue.get()]
             deadline = asyncio.get_running_loop().time() + self._linger
@@ -237,8 +253,29 @@ class GatewayProducer:
                 for _ in batch:
                     self._queue.task_done()
 
+    def _again(self, batch: list[UsageEvent]) -> None:
+        """A batch the broker did not take goes back in the buffer (what fits): it is
+        sent once Kafka is back. Envelopes of it that did land come again, and the
+        pipeline's deduplication by event_id counts them once."""
+        if self._closing:
+            GATEWAY_SEND_FAILED.inc(len(batch))
+            return
+        for event in batch:
+            try:
+                self._queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._drop()
+
     async def _send(self, batch: list[UsageEvent]) -> None:
         assert self._producer is not None
+        requeued = False
+
+        def again_once() -> None:  # one envelope failing puts the batch back, once
+            nonlocal requeued
+            if not requeued:
+                requeued = True
+                self._again(batch)
+
         try:
             for env in encode_envelopes(batch):
                 # send() only appends to aiokafka's accumulator; the delivery is
@@ -246,17 +283,21 @@ class GatewayProducer:
                 delivery = await self._producer.send(
                     self._topic, value=env.payload, key=env.pass_id.encode()
                 )
-                delivery.add_done_callback(_count_delivery(env.event_count))
+                delivery.add_done_callback(_count_delivery(env.event_count, again_once))
         except Exception as exc:  # noqa: BLE001 - a producer error must not kill the sender
-            GATEWAY_SEND_FAILED.inc(len(batch))
             log.error("gateway_producer_send_failed", events=len(batch), error=repr(exc))
+            again_once()
+            await asyncio.sleep(RECONNECT_SECONDS)
 
 
-def _count_delivery(events: int) -> Callable[[asyncio.Future[Any]], None]:
+def _count_delivery(
+    events: int, on_failure: Callable[[], None]
+) -> Callable[[asyncio.Future[Any]], None]:
     def done(delivery: asyncio.Future[Any]) -> None:
         if delivery.cancelled() or delivery.exception() is not None:
             GATEWAY_SEND_FAILED.inc(events)
             log.error("gateway_producer_delivery_failed", events=events)
+            on_failure()
         else:
             GATEWAY_SENT.inc(events)
 

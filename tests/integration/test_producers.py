@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from sentinel_usage.cli.tansu import TansuBroker, free_port
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.wire import decode_message, pack_envelopes
 from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
@@ -114,3 +116,22 @@ async def test_envelopes_of_many_passes_land_in_the_partition_of_each_of_their_p
         await consumer.stop()
     assert sorted(p for _, p in seen) == sorted(passes * 5)
     assert all(partition == home[p] for partition, p in seen)
+
+
+async def test_a_gateway_producer_whose_kafka_is_away_keeps_recording_and_sends_once_back(
+    tmp_path: Path,
+) -> None:
+    """The gateway serves calls while its broker is down: record() never fails, and the
+    events buffered meanwhile arrive once a broker listens."""
+    port = free_port()
+    topic = f"events-{uuid.uuid4().hex[:8]}"
+    producer = GatewayProducer(f"127.0.0.1:{port}", topic=topic, linger_seconds=0.01)
+    await producer.start()  # returns at once, nothing listens yet
+    events = [VALIDATOR.validate(raw_event()) for _ in range(300)]
+    assert all(producer.record(e) for e in events[:200])
+    await asyncio.sleep(1.5)  # a connection attempt or two fail meanwhile
+    with TansuBroker(port=port) as broker:
+        assert all(producer.record(e) for e in events[200:])
+        received = await read_all(broker.bootstrap_servers, topic, 300)
+        await producer.close()
+    assert {e["event_id"] for _, e in received} == {str(e.event_id) for e in events}
