@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint rules format unit integration e2e bench bench-export bench-token clean system-packages
+.PHONY: run test lint rules format unit integration e2e bench bench-export bench-token bench-gateway clean system-packages
 
 # Debian packages the tests need: promtool (package prometheus), chromium (the
 # browser tests drive /usr/bin/chromium with Playwright; Playwright's own browser
@@ -66,6 +66,11 @@ e2e: $(STAMP)
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/pipeline_bench.py
 	PYTHONPATH=. $(BIN)/python bench/token_bench.py
+	PYTHONPATH=. $(BIN)/python bench/gateway_bench.py
+
+# The gateway's added latency and throughput ratio: gateway_overhead_us=, gateway_rps_ratio=.
+bench-gateway: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/gateway_bench.py
 
 # Token exchanges through HTTP against a running `up`, 8 clients: token_eps=, token_p99_ms=.
 bench-token: $(STAMP)

@@ -46,6 +46,9 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ui.router)
     app.mount("/ui/static", StaticFiles(directory=ui.STATIC), name="ui-static")
+    if services.demo_api is not None:
+        # The demo API behind SentinelGateway: what an agent's calls look like.
+        app.mount("/demo", services.demo_api, name="demo")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

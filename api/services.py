@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import jwt
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
 from sentinel_usage.analytics.alerts import AlertStore
@@ -21,6 +24,10 @@ from sentinel_usage.core.errors import ConfigurationError
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
 from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.core.settings import Settings
+from sentinel_usage.gateway.demo import create_demo_app
+from sentinel_usage.gateway.feed import PassFeed
+from sentinel_usage.gateway.middleware import SentinelGateway
+from sentinel_usage.gateway.tokens import AccessTokenVerifier, JwksKeys
 from sentinel_usage.ingest.durable import CommittedOffsets, DurablePublisher
 from sentinel_usage.ingest.journal import IngestJournal
 from sentinel_usage.ingest.producer import (
@@ -48,9 +55,13 @@ class ApiServices:
     token_events: GatewayProducer
     # Publishes the registry's lifecycle changes on sentinel.passes (None: not here).
     lifecycle_publisher: KeyedRecordPublisher | None = None
+    # The demo API behind the gateway (`up` in local mode), and the feed it follows.
+    demo_api: SentinelGateway | None = None
+    gateway_feed: PassFeed | None = None
     clock: Clock = SYSTEM_CLOCK
     health: HealthBoard = HEALTH
     _relay: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _feed: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         await self.registry.start()  # the registry's migrations
@@ -60,13 +71,16 @@ class ApiServices:
             await self.lifecycle_publisher.start()
             relay = OutboxRelay(self.registry.store, self.lifecycle_publisher)
             self._relay = asyncio.create_task(relay.run(), name="passes-outbox-relay")
+        if self.gateway_feed is not None:
+            self._feed = asyncio.create_task(self.gateway_feed.run(), name="gateway-pass-feed")
 
     async def stop(self) -> None:
-        if self._relay is not None:
-            # What it did not publish stays in the outbox for the next start.
-            self._relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay
+        for task in (self._feed, self._relay):
+            # What the relay did not publish stays in the outbox for the next start.
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.lifecycle_publisher is not None:
             await self.lifecycle_publisher.stop()
         await self.token_events.close()
@@ -119,6 +133,19 @@ def build_services(settings: Settings, journal: IngestJournal | None = None) -> 
 
     policy = ValidationPolicy.from_settings(settings)
     clickhouse = connect(settings.clickhouse_dsn)
+    registry = PassRegistry.from_settings(settings)
+    token_events = GatewayProducer(settings.kafka_bootstrap_servers)
+    feed = demo = None
+    if settings.mode == "local":
+        feed = PassFeed(settings.kafka_bootstrap_servers, _introspector(registry))
+        demo = SentinelGateway(
+            create_demo_app(),
+            verifier=AccessTokenVerifier(
+                JwksKeys(_jwks(registry)), settings.oauth_audience, registry.issuer.issuer
+            ),
+            feed=feed,
+            events=token_events,
+        )
     return ApiServices(
         settings=settings,
         verifier=verifier,
@@ -129,10 +156,32 @@ def build_services(settings: Settings, journal: IngestJournal | None = None) -> 
         exports=ExportAudit(clickhouse),
         alerts=AlertStore(clickhouse),
         clickhouse=clickhouse,
-        registry=PassRegistry.from_settings(settings),
-        token_events=GatewayProducer(settings.kafka_bootstrap_servers),
+        registry=registry,
+        token_events=token_events,
         lifecycle_publisher=KeyedRecordPublisher(settings.kafka_bootstrap_servers, topics.PASSES),
+        demo_api=demo,
+        gateway_feed=feed,
     )
+
+
+def _jwks(registry: PassRegistry) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """The gateway in the token service's own process reads its keys directly."""
+
+    async def jwks() -> dict[str, Any]:
+        return registry.issuer.keys.jwks()
+
+    return jwks
+
+
+def _introspector(registry: PassRegistry) -> Callable[[str], Awaitable[dict[str, Any]]]:
+    async def introspect(token: str) -> dict[str, Any]:
+        try:
+            project = str(jwt.decode(token, options={"verify_signature": False})["project_id"])
+        except (jwt.PyJWTError, KeyError):
+            return {"active": False}
+        return await registry.introspect(token, frozenset({project}))
+
+    return introspect
 
 
 def _publisher(

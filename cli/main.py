@@ -1,9 +1,10 @@
-"""`sentinel-usage`: up, worker, api, migrate, token, oauth-key."""
+"""`sentinel-usage`: up, worker, api, migrate, token, oauth-key, demo-agent."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -30,6 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply pending ClickHouse and pass registry migrations")
     key = commands.add_parser("oauth-key", help="add an ES256 key that signs pass tokens")
     key.add_argument("--dir", type=Path, help="default: SENTINEL_OAUTH_KEYS_DIR")
+    agent = commands.add_parser(
+        "demo-agent", help="exchange a pass's credentials and call the demo API until stopped"
+    )
+    agent.add_argument("--client-id", default=os.environ.get("SENTINEL_CLIENT_ID"))
+    agent.add_argument("--client-secret", default=os.environ.get("SENTINEL_CLIENT_SECRET"))
+    agent.add_argument("--url", default=None, help="default: the local API")
+    agent.add_argument("--rate", type=float, default=5.0, help="calls per second")
     token = commands.add_parser("token", help="print a bearer token signed with the local secret")
     token.add_argument("--project", action="append", required=True, help="repeatable")
     token.add_argument("--scope", action="append", required=True, choices=SCOPES)
@@ -47,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
             print(f"pass registry: {asyncio.run(_migrate_registry(settings))}")
             return 0
+        if args.command == "demo-agent":
+            return _demo_agent(settings, args)
         if args.command == "oauth-key":
             directory = args.dir or settings.signing_keys_dir
             directory.mkdir(parents=True, exist_ok=True)
@@ -84,6 +94,25 @@ def _migrate(settings: Settings) -> list[str]:
     return migrate(
         connect(settings.clickhouse_dsn), MigrationContext(retention_days=settings.retention_days)
     )
+
+
+def _demo_agent(settings: Settings, args: argparse.Namespace) -> int:
+    from sentinel_usage.gateway.agent import DemoAgent
+
+    if not args.client_id or not args.client_secret:
+        raise ConfigurationError(
+            "give --client-id and --client-secret, or SENTINEL_CLIENT_ID and "
+            "SENTINEL_CLIENT_SECRET (the Bash format of a new pass's credentials)"
+        )
+    url = args.url or f"http://{settings.api_host}:{settings.api_port}"
+    agent = DemoAgent(url, args.client_id, args.client_secret, rate=args.rate)
+    print(f"calling {url}/demo/v1/... at {args.rate:g}/s; Ctrl-C stops", flush=True)
+    try:
+        statuses = asyncio.run(agent.run())
+    except KeyboardInterrupt:
+        return 0
+    print(statuses)
+    return 0
 
 
 async def _migrate_registry(settings: Settings) -> str:
@@ -211,6 +240,11 @@ def _print_banner(settings: Settings, port: int) -> None:
         f"  API            {base}   (OpenAPI: {base}/docs)",
         f"  health         {base}/healthz   {base}/readyz",
         f"  Usage tab      {base}/ui/projects/demo   (Local sign-in on the page)",
+        *(
+            [f"  demo API       {base}/demo/v1/items   (behind the gateway: a pass token)"]
+            if settings.mode == "local"
+            else []
+        ),
         f"  metrics        http://{settings.metrics_host}:{settings.metrics_port}/metrics",
         f"  Kafka          {settings.kafka_bootstrap_servers}",
         f"  ClickHouse     {settings.clickhouse_dsn}",
