@@ -203,3 +203,29 @@ def test_a_broad_scope_grants_its_narrower_ones() -> None:
     assert grants(frozenset({"read:data"}), "read:data")
     assert not grants(frozenset({"read:data"}), "write:data")
     assert not grants(frozenset({"read:other"}), "read:data")
+
+
+async def test_with_kafka_away_calls_are_served_and_events_wait(api_client: TestClient) -> None:
+    """The gateway's broker is down: calls are answered as usual, the events wait in the
+    producer's buffer (sent once Kafka is back: tests/integration/test_producers.py)."""
+    from sentinel_usage.cli.tansu import free_port
+    from sentinel_usage.ingest.producer import GatewayProducer
+
+    async def jwks() -> dict[str, Any]:
+        return dict(api_client.get("/.well-known/jwks.json").json())
+
+    producer = GatewayProducer(f"127.0.0.1:{free_port()}")  # nothing listens there
+    await producer.start()
+    app = SentinelGateway(
+        create_demo_app(),
+        verifier=AccessTokenVerifier(JwksKeys(jwks), audience="sentinel-gateway"),
+        feed=PassFeed(f"127.0.0.1:{free_port()}"),
+        events=producer,
+    )
+    auth = {"Authorization": f"Bearer {token_of(api_client, new_pass(api_client))}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        answers = [(await client.get("/v1/items", headers=auth)).status_code for _ in range(20)]
+    assert answers == [200] * 20
+    assert producer.dropped == 0
+    await producer.close(flush_seconds=0.5)
