@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from sentinel_usage.passes.model import AccessLevel, SentinelPass, UsageType
+from sentinel_usage.passes.model import SentinelPass
 
 
 def _utc_millis(value: datetime) -> str:
@@ -160,43 +160,21 @@ class AlertListResponse(BaseModel):
     items: list[AlertItem]
 
 
-class PassView(BaseModel):
+class PassView(SentinelPass):
     """A pass as the registry holds it; never its secret."""
 
-    pass_id: str
-    project_id: str
-    client_id: str
-    agent_name: str
-    agent_type: str
-    description: str | None
-    access_level: AccessLevel
-    organization: str | None
-    usage_type: UsageType
-    valid_from: date
-    valid_until: date
-    scopes: list[str]
-    integration_notes: str | None
-    credential_type: str
-    status: Literal["active", "inactive"]
-    state: Literal["active", "inactive", "revoked"] = Field(
-        description="What the card shows: revoked wins over the status toggle."
-    )
+    # The API's timestamps: UTC, millisecond precision, fixed width.
     revoked_at: UtcTimestamp | None
     created_at: UtcTimestamp
     updated_at: UtcTimestamp
-    credential_version: int = Field(description="Raised by every regeneration.")
+    state: Literal["active", "inactive", "revoked"] = Field(
+        description="What the card shows: revoked wins over the status toggle."
+    )
 
     @classmethod
     def of(cls, sentinel_pass: SentinelPass) -> PassView:
-        return cls(
-            **{
-                name: getattr(sentinel_pass, name)
-                for name in cls.model_fields
-                if name not in {"scopes", "state"}
-            },
-            scopes=list(sentinel_pass.scopes),
-            state="revoked" if sentinel_pass.revoked_at else sentinel_pass.status.value,
-        )
+        state = "revoked" if sentinel_pass.revoked_at else sentinel_pass.status.value
+        return cls(**dict(sentinel_pass), state=state)
 
 
 class CredentialFormats(BaseModel):

@@ -34,11 +34,16 @@ CALLS = 20_000
 
 def _token(keys: SigningKeys) -> str:
     now = datetime.now(UTC)
-    sentinel_pass = SentinelPass(
-        "SP-2026-BENCH1", "bench", "sp_bench", "Bench", "bench", None, AccessLevel.STANDARD,
-        None, UsageType.OTHER, date(2026, 1, 1), date(2099, 1, 1), ("read:data",), None,
-        "api_key", PassStatus.ACTIVE, None, now, now, 1,
-    )  # fmt: skip
+    fields: dict[str, Any] = {
+        "pass_id": "SP-2026-BENCH1", "project_id": "bench", "client_id": "sp_bench",
+        "agent_name": "Bench", "agent_type": "bench", "description": None,
+        "access_level": AccessLevel.STANDARD, "organization": None,
+        "usage_type": UsageType.OTHER, "valid_from": date(2026, 1, 1),
+        "valid_until": date(2099, 1, 1), "scopes": ("read:data",), "integration_notes": None,
+        "credential_type": "api_key", "status": PassStatus.ACTIVE, "revoked_at": None,
+        "created_at": now, "updated_at": now, "credential_version": 1,
+    }  # fmt: skip
+    sentinel_pass = SentinelPass(**fields)
     issuer = TokenIssuer(keys, "http://bench", "sentinel-gateway", timedelta(hours=1))
     return issuer.issue(sentinel_pass, ["read:data"]).access_token
 

@@ -4,7 +4,6 @@ the shapes a client sends (PassCreate, PassUpdate) and the record the store keep
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -235,9 +234,11 @@ class PassUpdate(_Dates):
         return self.model_dump(exclude_unset=True)
 
 
-@dataclass(frozen=True)
-class SentinelPass:
-    """A pass as the store holds it (never its secret: only the hash)."""
+class SentinelPass(BaseModel):
+    """A pass as the store holds it (never its secret: only the hash); the API's view of
+    a pass is this model (api/models.py PassView), so its fields are declared once."""
+
+    model_config = ConfigDict(frozen=True)
 
     pass_id: str
     project_id: str
