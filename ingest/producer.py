@@ -21,7 +21,7 @@ from prometheus_client import Counter
 
 from sentinel_usage.core import topics
 from sentinel_usage.core.events import UsageEvent
-from sentinel_usage.core.wire import Envelope, encode_envelopes
+from sentinel_usage.core.wire import Envelope, encode_envelopes, pack_envelopes
 
 log = structlog.get_logger(__name__)
 
@@ -174,7 +174,8 @@ class GatewayProducer:
         self._compression_type = compression_type
         self._producer: AIOKafkaProducer | None = None
         self._topic = topic
-        self._queue: asyncio.Queue[UsageEvent] = asyncio.Queue(maxsize=buffer_size)
+        # (pass id, JSON-ready event): what an envelope carries, built once by the caller.
+        self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=buffer_size)
         self._batch_size = batch_size
         self._linger = linger_seconds
         self._sender: asyncio.Task[None] | None = None
@@ -202,11 +203,17 @@ class GatewayProducer:
 
     def record(self, event: UsageEvent) -> bool:
         """Buffer one event; False when it was dropped (buffer full or closing)."""
+        return self.record_wire(event.pass_id, event.to_wire())
+
+    def record_wire(self, pass_id: str, wire: dict[str, Any]) -> bool:
+        """Buffer one event already in its wire form (the gateway's hot path builds it
+        directly: no model on the request path); the worker validates it like any
+        third-party event."""
         if self._closing:
             self._drop()
             return False
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((pass_id, wire))
         except asyncio.QueueFull:
             self._drop()
             return False
@@ -253,7 +260,7 @@ class GatewayProducer:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _again(self, batch: list[UsageEvent]) -> None:
+    def _again(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         """A batch the broker did not take goes back in the buffer (what fits): it is
         sent once Kafka is back. Envelopes of it that did land come again, and the
         pipeline's deduplication by event_id counts them once."""
@@ -266,7 +273,7 @@ class GatewayProducer:
             except asyncio.QueueFull:
                 self._drop()
 
-    async def _send(self, batch: list[UsageEvent]) -> None:
+    async def _send(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         assert self._producer is not None
         requeued = False
 
@@ -277,7 +284,7 @@ class GatewayProducer:
                 self._again(batch)
 
         try:
-            for env in encode_envelopes(batch):
+            for env in pack_envelopes(batch):
                 # send() only appends to aiokafka's accumulator; the delivery is
                 # observed by a callback, never awaited on the request path.
                 delivery = await self._producer.send(
