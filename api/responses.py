@@ -8,6 +8,8 @@ from typing import Any, Final
 from sentinel_usage.api.models import ErrorResponse
 
 RETRY_AFTER_SECONDS: Final = 5
+# What shows a secret or a token once (RFC 6749 §5.1): kept by no cache.
+NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 _WWW_AUTHENTICATE: Final = {
     "WWW-Authenticate": {

@@ -17,7 +17,7 @@ from prometheus_client import Counter
 
 from sentinel_usage.api.auth import Principal
 from sentinel_usage.api.deps import ServicesDep, require_scope
-from sentinel_usage.api.responses import error_responses
+from sentinel_usage.api.responses import NO_STORE, error_responses
 from sentinel_usage.core.events import UsageEvent
 from sentinel_usage.passes.model import SCOPE_PATTERN, SentinelPass
 from sentinel_usage.passes.oauth import GRANT_TYPE, Exchange, OAuthError
@@ -27,7 +27,6 @@ log = structlog.get_logger(__name__)
 
 TOKEN_PATH: Final = "/oauth/token"  # noqa: S105 - a path
 MAX_FORM_BYTES: Final = 8 * 1024
-NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 EVENTS_UNRECORDED = Counter(
     "sentinel_oauth_events_unrecorded", "Exchanges whose usage event could not be built."
 )

@@ -30,7 +30,7 @@ from sentinel_usage.api.models import (
     PassView,
     UnmanagedPass,
 )
-from sentinel_usage.api.responses import PROJECT_READ_ERRORS, error_responses
+from sentinel_usage.api.responses import NO_STORE, PROJECT_READ_ERRORS, error_responses
 from sentinel_usage.core.windows import EPOCH
 from sentinel_usage.passes.credentials import IssuedSecret
 from sentinel_usage.passes.model import PassCreate, PassStatus, PassUpdate
@@ -40,7 +40,6 @@ router = APIRouter(tags=["passes"], responses=PROJECT_READ_ERRORS)
 
 PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 LIST_CURSOR: Final = r"^[0-9]{1,16}\.SP-[0-9]{4}-[A-Z0-9]{6}$"
-NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 UNMANAGED_SCAN: Final = 1_000  # most recently used pass ids looked at for `unmanaged`
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -44,6 +45,14 @@ class Stack:
             token = self.token(projects, scopes or ["usage:read", "usage:export", "events:write"])
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+    def create_pass(self, project: str, agent_name: str, **fields: object) -> dict[str, Any]:
+        """A pass created through the registry API: its view, client id and secret."""
+        body = {"agent_name": agent_name, "agent_type": "test agent", **fields}
+        with self.client([project], ["passes:write"]) as admin:
+            created = admin.post(f"/v1/projects/{project}/passes", json=body)
+        assert created.status_code == 201, created.text
+        return dict(created.json())
 
     @property
     def metrics_url(self) -> str:

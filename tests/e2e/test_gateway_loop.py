@@ -22,12 +22,9 @@ CALLS = 120
 def test_calls_through_the_gateway_are_the_pass_s_usage(tmp_path: Path) -> None:
     stack = start_stack(tmp_path / "stack")
     try:
-        with stack.client([PROJECT], ["passes:write", "usage:read"]) as admin:
-            created = admin.post(
-                f"/v1/projects/{PROJECT}/passes",
-                json={"agent_name": "Loop Agent", "agent_type": "demo agent"},
-            ).json()
-            pass_id = created["pass"]["pass_id"]
+        created = stack.create_pass(PROJECT, "Loop Agent")
+        pass_id = created["pass"]["pass_id"]
+        with stack.client([PROJECT], ["usage:read"]) as admin:
             oauth = OAuth2Client(
                 created["client_id"],
                 created["client_secret"],

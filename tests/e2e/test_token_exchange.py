@@ -17,12 +17,9 @@ GOOD, BAD = 25, 7  # fewer failures than the limiter allows (10 a minute)
 def test_exchanges_are_counted_exactly_in_activity_and_usage(tmp_path: Path) -> None:
     stack = start_stack(tmp_path / "stack")
     try:
-        with stack.client([PROJECT], ["passes:write", "usage:read"]) as admin:
-            created = admin.post(
-                f"/v1/projects/{PROJECT}/passes",
-                json={"agent_name": "Exchange Bot", "agent_type": "test agent"},
-            ).json()
-            pass_id = created["pass"]["pass_id"]
+        created = stack.create_pass(PROJECT, "Exchange Bot")
+        pass_id = created["pass"]["pass_id"]
+        with stack.client([PROJECT], ["usage:read"]) as admin:
             with httpx.Client(base_url=stack.base_url, timeout=10) as agent:
                 outcomes = [
                     agent.post(
