@@ -247,6 +247,13 @@ class GatewayProducer:
             batch = [await self._queue.get()]
             deadline = asyncio.get_running_loop().time() + self._linger
             while len(batch) < self._batch_size:
+                # What is buffered already is taken at once: a wait_for per event made a
+                # task per event, most of a busy gateway's cost of recording.
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     break
