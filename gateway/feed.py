@@ -125,10 +125,11 @@ class PassFeed:
                     for record in records:
                         self.apply(record.key, record.value)
                 self._last_poll = time.monotonic()
-                positions = {tp: await consumer.position(tp) for tp in ends}
-                if not self._caught_up and all(positions[tp] >= end for tp, end in ends.items()):
-                    self._caught_up = True
-                    log.info("gateway_feed_caught_up", passes=len(self._states))
+                if not self._caught_up:
+                    positions = {tp: await consumer.position(tp) for tp in ends}
+                    if all(positions[tp] >= end for tp, end in ends.items()):
+                        self._caught_up = True
+                        log.info("gateway_feed_caught_up", passes=len(self._states))
         finally:
             await consumer.stop()
 
