@@ -70,6 +70,11 @@ class ApiServices:
         if self.lifecycle_publisher is not None:
             await self.lifecycle_publisher.start()
             relay = OutboxRelay(self.registry.store, self.lifecycle_publisher)
+            if self.settings.broker_epoch:
+                # A fresh embedded broker kept no topic: tell it every pass again, and
+                # every deletion, before the gateway below reads sentinel.passes.
+                await self.registry.store.republish_all()
+                await relay.drain_all()
             self._relay = asyncio.create_task(relay.run(), name="passes-outbox-relay")
         if self.gateway_feed is not None:
             self._feed = asyncio.create_task(self.gateway_feed.run(), name="gateway-pass-feed")

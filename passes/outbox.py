@@ -47,6 +47,11 @@ class OutboxRelay:
         await self._publish([(r.pass_id, wire_value(r)) for r in records])
         PUBLISHED.inc(len(records))
 
+    async def drain_all(self) -> None:
+        """Publish everything waiting now (at start, before a gateway reads the topic)."""
+        while await self.drain():
+            pass
+
     async def _drain_once(self) -> None:
         while await self.drain():
             pass

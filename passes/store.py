@@ -357,6 +357,36 @@ class PassStore:
             await session.execute(delete(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows])))
             return len(rows)
 
+    async def republish_all(self) -> int:
+        """Every pass's current state, and a tombstone for every pass deleted, into the
+        outbox: for a broker that kept nothing (the embedded Tansu holds its topics in
+        memory), so that a gateway reading `sentinel.passes` from the start still
+        refuses a deleted pass's token. The number of records written."""
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            rows = (await session.scalars(select(PassRow))).all()
+            present = {row.pass_id for row in rows}
+            deleted = (
+                set(
+                    (
+                        await session.scalars(
+                            select(AuditRow.pass_id).where(AuditRow.action == "deleted")
+                        )
+                    ).all()
+                )
+                - present
+            )
+            for row in rows:
+                session.add(
+                    OutboxRow(
+                        pass_id=row.pass_id, state=published_state(_pass(row)), created_at=now
+                    )
+                )
+            for pass_id in sorted(deleted):
+                session.add(OutboxRow(pass_id=pass_id, state=None, created_at=now))
+        self._changed()
+        return len(rows) + len(deleted)
+
     async def outbox(self, limit: int = 500) -> list[OutboxRecord]:
         query = select(OutboxRow).order_by(OutboxRow.id).limit(limit)
         async with self._sessions() as session:

@@ -102,3 +102,58 @@ def _usage(admin: httpx.Client, pass_id: str, expected: int) -> dict:  # type: i
         if metrics["total_requests"] >= expected or time.monotonic() > deadline:
             return dict(metrics)
         time.sleep(0.5)
+
+
+def test_after_a_restart_the_gateway_still_refuses_deleted_and_rotated_passes(
+    tmp_path: Path,
+) -> None:
+    """The embedded broker keeps nothing across a restart, sentinel.passes included: the
+    registry tells the new one every pass and every deletion before the gateway reads it,
+    or a deleted pass's unexpired token would be admitted again (its signature still
+    verifies: the keys persist)."""
+    data_dir = tmp_path / "stack"
+    # The default `iss` is the API's URL: a restart on another port would refuse the old
+    # tokens for that reason alone, and the test would prove nothing.
+    issuer = {"SENTINEL_OAUTH_ISSUER": "http://sentinel.test"}
+    stack = start_stack(data_dir, **issuer)
+    try:
+        doomed = stack.create_pass(PROJECT, "Doomed Agent")
+        rotated = stack.create_pass(PROJECT, "Rotated Agent")
+        tokens = {
+            name: _exchange(stack.base_url, created)
+            for name, created in (("doomed", doomed), ("rotated", rotated))
+        }
+        with stack.client([PROJECT], ["passes:write"]) as admin:
+            base = f"/v1/projects/{PROJECT}/passes"
+            assert admin.delete(f"{base}/{doomed['pass']['pass_id']}").status_code == 204
+            fresh = admin.post(f"{base}/{rotated['pass']['pass_id']}/regenerate").json()
+    finally:
+        stack.stop()
+    again = start_stack(data_dir, **issuer)
+    try:
+        with httpx.Client(base_url=again.base_url, timeout=10) as http:
+
+            def call(token: str) -> int:
+                headers = {"Authorization": f"Bearer {token}"}
+                return http.get("/demo/v1/items", headers=headers).status_code
+
+            # For 3 s: at first introspection answers (the feed is not caught up yet),
+            # then the feed alone, which must know of the deletion and the rotation.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                assert call(tokens["doomed"]) == 401
+                assert call(tokens["rotated"]) == 401
+                time.sleep(0.1)
+            assert call(_exchange(again.base_url, fresh)) == 200
+    finally:
+        again.stop()
+
+
+def _exchange(base_url: str, created: dict) -> str:  # type: ignore[type-arg]
+    response = httpx.post(
+        f"{base_url}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(created["client_id"], created["client_secret"]),
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
