@@ -167,14 +167,10 @@ class PassView(SentinelPass):
     revoked_at: UtcTimestamp | None
     created_at: UtcTimestamp
     updated_at: UtcTimestamp
-    state: Literal["active", "inactive", "revoked"] = Field(
-        description="What the card shows: revoked wins over the status toggle."
-    )
 
     @classmethod
     def of(cls, sentinel_pass: SentinelPass) -> PassView:
-        state = "revoked" if sentinel_pass.revoked_at else sentinel_pass.status.value
-        return cls(**dict(sentinel_pass), state=state)
+        return cls(**dict(sentinel_pass))
 
 
 class CredentialFormats(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -259,6 +260,13 @@ class SentinelPass(BaseModel):
     created_at: datetime
     updated_at: datetime
     credential_version: int
+
+    # pydantic's documented form; mypy does not accept a decorator over @property.
+    @computed_field(description="What the card shows: revoked wins over the status toggle.")  # type: ignore[prop-decorator]
+    @property
+    def state(self) -> Literal["active", "inactive", "revoked"]:
+        """What a card shows: a revocation wins over the status toggle."""
+        return "revoked" if self.revoked_at is not None else self.status.value
 
     def exchange_refusal(self, now: datetime) -> str | None:
         """Why this pass may not exchange its credentials now; None when it may."""

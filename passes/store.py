@@ -139,11 +139,13 @@ class PassStore:
             async with self._sessions.begin() as session:
                 session.add(row)
                 await session.flush()
-                self._record(session, row, "created", subject, {"scopes": list(spec.scopes)})
+                created = self._record(
+                    session, row, "created", subject, {"scopes": list(spec.scopes)}
+                )
         except IntegrityError:
             raise PassConflictError(f"pass_id {row.pass_id!r} is taken") from None
         self._changed()
-        return _pass(row), secret
+        return created, secret
 
     async def update(
         self, project_id: str, pass_id: str, update: PassUpdate, subject: str
@@ -167,11 +169,12 @@ class PassStore:
                     f"({row.valid_from}); change both together"
                 )
             row.updated_at = self._clock.now()
-            detail = _diff(before, _pass(row))
+            after = _pass(row)
+            detail = _diff(before, after)
             action = "scopes_changed" if set(detail) == {"scopes"} else "updated"
-            self._record(session, row, action, subject, detail)
+            self._record(session, row, action, subject, detail, current=after)
         self._changed()
-        return _pass(row)
+        return after
 
     async def regenerate(
         self, project_id: str, pass_id: str, subject: str
@@ -182,11 +185,11 @@ class PassStore:
             row.secret_digest = secret.digest
             row.credential_version += 1
             row.updated_at = self._clock.now()
-            self._record(
+            rotated = self._record(
                 session, row, "regenerated", subject, {"credential_version": row.credential_version}
             )
         self._changed()
-        return _pass(row), secret
+        return rotated, secret
 
     async def set_status(
         self, project_id: str, pass_id: str, status: PassStatus, subject: str
@@ -199,9 +202,9 @@ class PassStore:
                 row.revoked_at = None
             row.updated_at = self._clock.now()
             action = "activated" if status is PassStatus.ACTIVE else "deactivated"
-            self._record(session, row, action, subject, {})
+            changed = self._record(session, row, action, subject, {})
         self._changed()
-        return _pass(row)
+        return changed
 
     async def revoke(self, project_id: str, pass_id: str, subject: str) -> SentinelPass:
         async with self._sessions.begin() as session:
@@ -210,9 +213,9 @@ class PassStore:
             row.status = PassStatus.INACTIVE.value
             row.revoked_at = row.revoked_at or now
             row.updated_at = now
-            self._record(session, row, "revoked", subject, {})
+            revoked = self._record(session, row, "revoked", subject, {})
         self._changed()
-        return _pass(row)
+        return revoked
 
     async def delete(self, project_id: str, pass_id: str, subject: str) -> None:
         async with self._sessions.begin() as session:
@@ -417,8 +420,13 @@ class PassStore:
         action: str,
         subject: str,
         detail: dict[str, Any],
+        *,
+        current: SentinelPass | None = None,
         tombstone: bool = False,
-    ) -> None:
+    ) -> SentinelPass:
+        """The audit entry and the outbox record of a change to `row` (in `current`,
+        when the caller has it already); returns the pass as changed."""
+        current = current or _pass(row)
         now = self._clock.now()
         session.add(
             AuditRow(
@@ -430,8 +438,9 @@ class PassStore:
                 detail=detail,
             )
         )
-        state = None if tombstone else published_state(_pass(row))
+        state = None if tombstone else published_state(current)
         session.add(OutboxRow(pass_id=row.pass_id, state=state, created_at=now))
+        return current
 
 
 def published_state(sentinel_pass: SentinelPass) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
 
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.deps import (
@@ -51,12 +50,6 @@ class PassStateFilter(StrEnum):
 
 def _not_found() -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-
-
-def _invalid_validity(exc: ValueError) -> RequestValidationError:
-    return RequestValidationError(
-        [{"loc": ("body", "valid_until"), "msg": str(exc), "type": "value_error"}]
-    )
 
 
 def _credentials(request: Request, view: PassView, secret: IssuedSecret) -> PassCredentials:
@@ -108,8 +101,6 @@ async def create_pass(
         )
     except PassConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except ValueError as exc:  # valid_until not after the default valid_from (today)
-        raise _invalid_validity(exc) from None
     response.headers.update(NO_STORE)
     return _credentials(request, PassView.of(created), secret)
 
@@ -156,7 +147,7 @@ async def list_passes(
                 agent_name=p.agent_name,
                 agent_type=p.agent_type,
                 client_id=p.client_id,
-                state="revoked" if p.revoked_at else p.status.value,
+                state=p.state,
                 scopes=list(p.scopes),
                 valid_from=p.valid_from,
                 valid_until=p.valid_until,
