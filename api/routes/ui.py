@@ -1,10 +1,12 @@
-"""The Usage tab pages (static HTML and JavaScript served from the package) and, in
-local mode only, a sign-in that mints a token for the page."""
+"""The pass pages (static HTML and JavaScript served from the package: the project's
+passes, and a pass's detail view with its four tabs) and, in local mode only, a sign-in
+that mints a token for the pages."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import FileResponse
@@ -16,16 +18,36 @@ from sentinel_usage.core.settings import is_loopback
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)
+# What the pages need: manage the project's passes and read and export their usage.
+PAGE_SCOPES: Final = ["passes:read", "passes:write", "usage:read", "usage:export"]
+
+
+class PassTab(StrEnum):
+    """The detail view's tabs: each has its own URL, so that a link opens it."""
+
+    OVERVIEW = "overview"
+    PERMISSIONS = "permissions"
+    USAGE = "usage"
+    SETTINGS = "settings"
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/ui/projects/{project_id}")
 async def passes_page(project_id: str) -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+    return _page("index.html")
 
 
-@router.get("/ui/projects/{project_id}/passes/{pass_id}/usage")
-async def usage_page(project_id: str, pass_id: str) -> FileResponse:
-    return FileResponse(STATIC / "usage.html", headers={"Cache-Control": "no-store"})
+@router.get("/ui/projects/{project_id}/passes/{pass_id}")
+async def pass_page(project_id: str, pass_id: str) -> FileResponse:
+    return _page("pass.html")
+
+
+@router.get("/ui/projects/{project_id}/passes/{pass_id}/{tab}")
+async def pass_tab_page(project_id: str, pass_id: str, tab: PassTab) -> FileResponse:
+    return _page("pass.html")
 
 
 @router.get("/ui/config")
@@ -39,8 +61,8 @@ async def local_token(
     services: ServicesDep,
     project_id: Annotated[Identifier, Body(embed=True)],
 ) -> dict[str, str]:
-    """Local mode only, and only to a client on this machine: a read and export token
-    for the one project the page shows (what the page needs, nothing more)."""
+    """Local mode only, and only to a client on this machine: a token for the one
+    project the page shows, with the scopes the pages use and nothing more."""
     secret = services.settings.jwt_secret
     client = request.client.host if request.client else ""
     if not _local_sign_in(services) or secret is None or not is_loopback(client):
@@ -48,7 +70,7 @@ async def local_token(
     token = issue_token(
         secret.get_secret_value(),
         [project_id],
-        ["usage:read", "usage:export"],
+        PAGE_SCOPES,
         ttl_seconds=8 * 3600,
         subject="local-ui",
         audience=services.settings.jwt_audience,

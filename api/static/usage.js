@@ -1,12 +1,10 @@
-import {
-  ApiError, api, apiJson, escapeHtml, millis, number, percent, signIn, when,
-} from "/ui/static/common.js";
+// The Usage tab: metrics, the timeline chart, the activity log with its filters and
+// pages, and the export. `mountUsage` wires it once; the detail view starts and stops
+// its refresh as the tab is shown and left.
+import { ApiError, Poller, api, apiJson, escapeHtml, millis, number, percent, when } from "/ui/static/common.js";
 
-const REFRESH_MS = 30_000;
-const MAX_FAILURES = 3;
-const [, , , projectId, , passId] = location.pathname.split("/").map(decodeURIComponent);
-const base = `/v1/projects/${encodeURIComponent(projectId)}/passes/${encodeURIComponent(passId)}`;
 const $ = (selector) => document.querySelector(selector);
+let base = "";
 
 const state = {
   range: "24h",
@@ -15,13 +13,8 @@ const state = {
   page: 1,
   perPage: 25,
   total: 0,
-  failures: 0,
-  paused: false,
   exportCursor: null,
 };
-
-$("#pass-title").textContent = passId;
-$("#back").href = `/ui/projects/${encodeURIComponent(projectId)}`;
 
 // -- metrics and chart ---------------------------------------------------------
 
@@ -130,12 +123,12 @@ function renderRows(items) {
     <tr data-event-id="${escapeHtml(row.event_id)}">
       <td><button type="button" class="expand" aria-expanded="false" aria-controls="details-${i}"
           aria-label="Show details">+</button></td>
-      <td>${escapeHtml(when(row.started_at))}</td>
-      <td>${escapeHtml(row.endpoint)}</td>
-      <td>${escapeHtml(row.http_method)}</td>
-      <td class="${row.success ? "ok" : "fail"}" aria-label="${row.success ? "Success" : "Failed"}">${row.success ? "✓" : "✗"}</td>
-      <td>${millis(row.duration_ms)}</td>
-      <td>${escapeHtml(row.client_ip ?? "—")}</td>
+      <td data-label="Timestamp">${escapeHtml(when(row.started_at))}</td>
+      <td data-label="Endpoint">${escapeHtml(row.endpoint)}</td>
+      <td data-label="Method">${escapeHtml(row.http_method)}</td>
+      <td data-label="Status" class="${row.success ? "ok" : "fail"}" aria-label="${row.success ? "Success" : "Failed"}">${row.success ? "✓" : "✗"}</td>
+      <td data-label="Duration">${millis(row.duration_ms)}</td>
+      <td data-label="IP address">${escapeHtml(row.client_ip ?? "—")}</td>
     </tr>
     <tr class="details" id="details-${i}" hidden><td colspan="7"><dl>
       <dt>User agent</dt><dd>${escapeHtml(row.user_agent ?? "—")}</dd>
@@ -201,47 +194,19 @@ async function exportBatch(cursor) {
   $("#export-next").hidden = !truncated;
 }
 
-// -- refresh -------------------------------------------------------------------------
-
-function setRefreshStatus(text) {
-  const status = $("#refresh-status");
-  status.textContent = text || "";
-  status.hidden = !text;
-}
-
-async function refresh({ manual = false } = {}) {
-  if (manual) {
-    state.failures = 0;
-    state.paused = false;
-    setRefreshStatus("");
-  }
-  try {
-    await Promise.all([loadUsage(), loadActivity()]);
-    state.failures = 0;
-    $("#updated").textContent = new Date().toLocaleTimeString();
-    $("#updated").dateTime = new Date().toISOString();
-  } catch (error) {
-    state.failures += 1;
-    if (state.failures >= MAX_FAILURES) {
-      state.paused = true;
-      setRefreshStatus(`Auto-refresh paused after ${MAX_FAILURES} failed refreshes (${error.message}). Refresh manually or reopen the page to resume.`);
-    } else {
-      setRefreshStatus(`Refresh failed (${error.message}); retrying.`);
-    }
-  }
-}
-
-function tick() {
-  if (!$("#auto").checked || state.paused || document.hidden) return;
-  refresh();
-}
-
 // -- wiring ----------------------------------------------------------------------------
 
-signIn($("#auth"), projectId, () => {
-  $("#main").hidden = false;
-  $("#range").addEventListener("change", (e) => { state.range = e.target.value; refresh(); });
-  $("#refresh").addEventListener("click", () => refresh({ manual: true }));
+// Wires the tab's controls once, for the pass whose API paths start at `passBase`;
+// returns the tab's refresh (start it when the tab is shown, stop it when it is left).
+export function mountUsage(passBase) {
+  base = passBase;
+  const poller = new Poller(() => Promise.all([loadUsage(), loadActivity()]), {
+    status: $("#refresh-status"),
+    updated: $("#updated"),
+    enabled: () => $("#auto").checked,
+  });
+  $("#range").addEventListener("change", (e) => { state.range = e.target.value; poller.refresh(); });
+  $("#refresh").addEventListener("click", () => poller.refresh({ manual: true }));
   $("#filters").addEventListener("submit", (e) => {
     e.preventDefault();
     state.filters = Object.fromEntries(new FormData(e.target));
@@ -259,9 +224,5 @@ signIn($("#auth"), projectId, () => {
   $("#per-page").addEventListener("change", (e) => { state.perPage = Number(e.target.value); state.page = 1; loadActivity(); });
   $("#export").addEventListener("click", () => exportBatch(null));
   $("#export-next").addEventListener("click", () => exportBatch(state.exportCursor));
-  document.addEventListener("visibilitychange", () => {
-    document.body.dataset.refresh = document.hidden ? "hidden" : "visible";
-  });
-  refresh();
-  setInterval(tick, REFRESH_MS);
-});
+  return poller;
+}

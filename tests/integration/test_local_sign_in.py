@@ -1,5 +1,5 @@
 """Local mode is local: the page's sign-in answers loopback clients only, for one
-project, with the scopes the page needs (issue 12: it gave an 8-hour token for any
+project, with the scopes the pages need (issue 12: it gave an 8-hour token for any
 project to anyone who could reach the port)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from tests.integration.conftest import SECRET
 
 
-def test_a_loopback_client_gets_a_read_and_export_token_for_its_project(
+def test_a_loopback_client_gets_a_token_for_its_project_with_the_pages_scopes(
     api_client: TestClient,
 ) -> None:
     local = TestClient(api_client.app, client=("127.0.0.1", 50_000))
@@ -18,7 +18,7 @@ def test_a_loopback_client_gets_a_read_and_export_token_for_its_project(
     assert response.status_code == 200
     claims = jwt.decode(response.json()["token"], SECRET, algorithms=["HS256"])
     assert claims["projects"] == ["proj-a"]
-    assert claims["scope"].split() == ["usage:read", "usage:export"]
+    assert claims["scope"].split() == ["passes:read", "passes:write", "usage:read", "usage:export"]
 
 
 def test_a_client_on_another_machine_gets_nothing(api_client: TestClient) -> None:
