@@ -168,7 +168,9 @@ class GatewayProducer:
         buffer_size: int = 100_000,
         batch_size: int = 2_000,
         linger_seconds: float = 0.05,
-        compression_type: str | None = "gzip",
+        # zstd (through cramjam): 0.5 µs an event against gzip's 4 (aiokafka compresses
+        # gzip at level 9), and a smaller batch; Kafka ≥ 2.1 and Tansu take it.
+        compression_type: str | None = "zstd",
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._compression_type = compression_type
@@ -245,21 +247,15 @@ class GatewayProducer:
         self._producer = await self._connect()
         while True:
             batch = [await self._queue.get()]
-            deadline = asyncio.get_running_loop().time() + self._linger
+            # Linger once, then take what came (Kafka's linger.ms): waiting for each event
+            # in turn cost a task, a timer and a wake-up per event, most of a busy
+            # gateway's cost of recording. A full batch waiting already goes at once.
+            if self._queue.qsize() < self._batch_size - 1:
+                await asyncio.sleep(self._linger)
             while len(batch) < self._batch_size:
-                # What is buffered already is taken at once: a wait_for per event made a
-                # task per event, most of a busy gateway's cost of recording.
                 try:
                     batch.append(self._queue.get_nowait())
-                    continue
                 except asyncio.QueueEmpty:
-                    pass
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
                     break
             try:
                 await self._send(batch)
