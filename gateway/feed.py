@@ -7,10 +7,11 @@ at the token service answers instead."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 import structlog
@@ -27,6 +28,15 @@ FEED_ERRORS = Counter("sentinel_gateway_feed_errors", "Failures reading sentinel
 INTROSPECTIONS = Counter(
     "sentinel_gateway_introspections", "Tokens checked by introspection (the feed was down)."
 )
+
+
+class Unknown(enum.Enum):
+    """What the feed cannot say without an await (introspection)."""
+
+    UNKNOWN = enum.auto()
+
+
+UNKNOWN: Final = Unknown.UNKNOWN
 STALE_AFTER: Final = 5.0  # seconds without a successful poll: the feed is not trusted
 
 Introspect = Callable[[str], Awaitable[dict[str, Any]]]
@@ -64,10 +74,20 @@ class PassFeed:
             int(state["credential_version"]), bool(state["revoked"]), str(state["status"])
         )
 
+    def known_refusal(self, claims: PassToken) -> str | Literal[Unknown.UNKNOWN] | None:
+        """`refusal` without an await, from what the feed holds: UNKNOWN when only the
+        introspection can say (the topic cannot be read)."""
+        if not self.healthy and self._introspect is not None:
+            return UNKNOWN
+        return self._state_refusal(claims)
+
     async def refusal(self, token: str, claims: PassToken) -> str | None:
         """Why this verified token must be refused now; None when it is admitted."""
         if not self.healthy and self._introspect is not None:
             return await self._introspected(token)
+        return self._state_refusal(claims)
+
+    def _state_refusal(self, claims: PassToken) -> str | None:
         if claims.pass_id not in self._states:
             return None  # created after the last record read; its token verified
         state = self._states[claims.pass_id]

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import ip_address, ip_network
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 from starlette.routing import Match, Mount
@@ -19,8 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.endpoints import normalise_endpoint
+from sentinel_usage.core.event_ids import EventIds
 from sentinel_usage.core.events import MAX_ERROR_MESSAGE_CHARS, MAX_USER_AGENT_CHARS
-from sentinel_usage.gateway.feed import PassFeed
+from sentinel_usage.gateway.feed import UNKNOWN, PassFeed
 from sentinel_usage.gateway.tokens import AccessTokenVerifier, InvalidTokenError, PassToken
 
 RouteScopes = Callable[[str, str], str | None]  # (method, route template) -> scope needed
@@ -65,6 +65,7 @@ class SentinelGateway:
         self._trusted = [ip_network(p) for p in trusted_proxies]
         self._realm = realm
         self._clock = clock
+        self._event_ids = EventIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,21 +73,27 @@ class SentinelGateway:
             return
         arrived = time.perf_counter()
         started_at = self._clock.now()
-        token = _bearer(scope)
+        caller = _caller(scope)
+        token = caller.token
         if token is None:
             await self._refuse(send, 401, f'Bearer realm="{self._realm}"', None, None)
             return
-        try:
-            claims = await self._verifier.verify(token)
-        except InvalidTokenError as exc:
-            await self._refuse(
-                send,
-                401,
-                self._challenge("invalid_token", str(exc)),
-                *_body("invalid_token", str(exc)),
-            )
-            return
-        refusal = await self._feed.refusal(token, claims)
+        # The common case, a token seen before of a pass the feed knows, costs no await.
+        claims = self._verifier.cached(token)
+        if claims is None:
+            try:
+                claims = await self._verifier.verify(token)
+            except InvalidTokenError as exc:
+                await self._refuse(
+                    send,
+                    401,
+                    self._challenge("invalid_token", str(exc)),
+                    *_body("invalid_token", str(exc)),
+                )
+                return
+        refusal = self._feed.known_refusal(claims)
+        if refusal is UNKNOWN:
+            refusal = await self._feed.refusal(token, claims)
         if refusal is not None:
             challenge = self._challenge("invalid_token", refusal)
             await self._refuse(send, 401, challenge, *_body("invalid_token", refusal))
@@ -105,15 +112,16 @@ class SentinelGateway:
             description = f"this route needs the {needed} scope"
             challenge = self._challenge("insufficient_scope", description, needed)
             await self._refuse(send, 403, challenge, *_body("insufficient_scope", description))
-            self._record(scope, claims, template, 403, arrived, started_at, description)
+            self._record(scope, caller, claims, template, 403, arrived, started_at, description)
             return
-        await self._admit(scope, receive, send, claims, template, arrived, started_at)
+        await self._admit(scope, receive, send, caller, claims, template, arrived, started_at)
 
     async def _admit(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
+        caller: Caller,
         claims: PassToken,
         template: str | None,
         arrived: float,
@@ -132,11 +140,11 @@ class SentinelGateway:
         except Exception as exc:
             # Recorded as the 500 the caller sees, then raised for the server to handle.
             route = template or self._routed(scope)
-            self._record(scope, claims, route, 500, arrived, started_at, repr(exc))
+            self._record(scope, caller, claims, route, 500, arrived, started_at, repr(exc))
             raise
         error = "server error" if status >= 500 else None
         route = template or self._routed(scope)
-        self._record(scope, claims, route, status, arrived, started_at, error)
+        self._record(scope, caller, claims, route, status, arrived, started_at, error)
 
     def _routed(self, scope: Scope) -> str:
         """The template of the route the wrapped app's router chose for this call."""
@@ -149,6 +157,7 @@ class SentinelGateway:
     def _record(
         self,
         scope: Scope,
+        caller: Caller,
         claims: PassToken,
         template: str,
         status: int,
@@ -156,13 +165,12 @@ class SentinelGateway:
         started_at: Any,
         error: str | None,
     ) -> None:
-        headers = dict(scope.get("headers") or ())
-        agent = headers.get(b"user-agent", b"").decode("latin-1")[:MAX_USER_AGENT_CHARS]
+        agent = caller.user_agent[:MAX_USER_AGENT_CHARS] if caller.user_agent else None
         # The event in its wire form (UsageEvent's fields), built without a model: a model
         # here and its dump in the sender cost a call tens of microseconds. The worker
         # validates it as it validates any producer's events.
         wire = {
-            "event_id": uuid.uuid4(),
+            "event_id": self._event_ids.next(),
             "project_id": claims.project_id,
             "pass_id": claims.pass_id,
             "client_id": claims.client_id,
@@ -173,8 +181,8 @@ class SentinelGateway:
             "status_code": status,
             "success": status < 400,
             "duration_ms": round((time.perf_counter() - arrived) * 1000, 3),
-            "client_ip": self._client_ip(scope, headers),
-            "user_agent": agent or None,
+            "client_ip": self._client_ip(scope, caller.forwarded_for),
+            "user_agent": agent,
             "error_message": error[:MAX_ERROR_MESSAGE_CHARS] if error else None,
             "metadata": {},
         }
@@ -193,12 +201,11 @@ class SentinelGateway:
         path = str(scope.get("path", "/"))
         return prefix + normalise_endpoint(path[len(prefix) :] or "/")
 
-    def _client_ip(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+    def _client_ip(self, scope: Scope, forwarded: str | None) -> str | None:
         peer = (scope.get("client") or (None,))[0]
-        forwarded = headers.get(b"x-forwarded-for") if self._trusted else None
-        if peer is not None and forwarded and self._is_trusted(peer):
+        if peer is not None and forwarded and self._trusted and self._is_trusted(peer):
             # Right to left: the first address not a trusted proxy is the client.
-            for hop in reversed(forwarded.decode("latin-1").split(",")):
+            for hop in reversed(forwarded.split(",")):
                 hop = hop.strip()
                 if _valid_ip(hop) and not self._is_trusted(hop):
                     return hop
@@ -240,13 +247,26 @@ def _body(error: str, description: str) -> tuple[str, bytes]:
     return error, orjson.dumps({"error": error, "error_description": description})
 
 
-def _bearer(scope: Scope) -> str | None:
+class Caller(NamedTuple):
+    """What the request's headers say of its caller, read in one pass over them."""
+
+    token: str | None
+    user_agent: str | None
+    forwarded_for: str | None
+
+
+def _caller(scope: Scope) -> Caller:
+    token = agent = forwarded = None
     for name, value in scope.get("headers") or ():
-        if name == b"authorization":
+        if name == b"authorization" and token is None:
             text = bytes(value).decode("latin-1")
-            token = text[7:].strip()
-            return token if text[:7].lower() == "bearer " and token else None
-    return None
+            bearer = text[7:].strip()
+            token = bearer if text[:7].lower() == "bearer " and bearer else ""
+        elif name == b"user-agent":
+            agent = bytes(value).decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded = bytes(value).decode("latin-1")
+    return Caller(token or None, agent or None, forwarded)
 
 
 def _match(routes: Sequence[Any], scope: Scope) -> str | None:

@@ -77,9 +77,17 @@ class AccessTokenVerifier:
         self._cache_size = cache_size
         self._verified: dict[str, PassToken] = {}
 
-    async def verify(self, token: str) -> PassToken:
+    def cached(self, token: str) -> PassToken | None:
+        """The token's claims if it was verified before and has not expired; None when
+        `verify` must be awaited."""
         known = self._verified.get(token)
         if known is not None and known.expires_at + self._leeway > time.time():
+            return known
+        return None
+
+    async def verify(self, token: str) -> PassToken:
+        known = self.cached(token)
+        if known is not None:
             return known
         verified = await self._verify(token)
         if len(self._verified) >= self._cache_size:
