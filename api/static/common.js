@@ -271,6 +271,48 @@ export async function passEnums() {
   return enums;
 }
 
+// A pass's editable fields, as the creation form and the Settings tab show them; the
+// limits are the API's (passes/model.py), which has the last word and says why.
+const PASS_FIELDS = {
+  agent_name: { label: "Agent name", attrs: 'required maxlength="100" autocomplete="off"',
+    hint: "Letters, numbers and spaces; it appears in metrics and audit logs." },
+  agent_type: { label: "Agent type", attrs: 'required maxlength="64" autocomplete="off"',
+    hint: "Saved as lowercase with underscores." },
+  description: { label: "Description", rows: 2 },
+  pass_id: { label: "Pass ID (optional)", attrs: 'autocomplete="off" placeholder="SP-2026-A1B2C3"',
+    hint: "SP-YYYY-XXXXXX; generated when left empty." },
+  access_level: { label: "Access level", choices: true },
+  organization: { label: "Organization", attrs: 'maxlength="200" autocomplete="organization"' },
+  usage_type: { label: "Usage type", choices: true },
+  valid_from: { label: "Valid from", attrs: 'type="date" required' },
+  valid_until: { label: "Valid until", attrs: 'type="date" required' },
+  scopes: { label: "Permissions", attrs: 'autocomplete="off"',
+    hint: "Comma-separated, e.g. read:data,write:data. Grant only what the agent needs." },
+  integration_notes: { label: "Integration notes", rows: 3 },
+};
+
+// Renders the fields a form's `[data-fields]` names, each with its hint and the slot
+// where the API's message for it goes; returns their names.
+export async function renderPassFields(form) {
+  const slot = form.querySelector("[data-fields]");
+  const names = slot.dataset.fields.split(" ");
+  const enums = await passEnums();
+  slot.outerHTML = names.map((name) => {
+    const field = PASS_FIELDS[name];
+    const hintId = `${form.id}-${name}-hint`;
+    const described = field.hint ? ` aria-describedby="${hintId}"` : "";
+    const control = field.choices
+      ? `<select name="${name}">${enums[name].map((v) => `<option value="${escapeHtml(v)}">${escapeHtml(humanize(v))}</option>`).join("")}</select>`
+      : field.rows
+        ? `<textarea name="${name}" rows="${field.rows}" maxlength="5000"${described}></textarea>`
+        : `<input name="${name}" ${field.attrs}${described}>`;
+    return `<label>${field.label} ${control}</label>
+      ${field.hint ? `<p class="muted" id="${hintId}">${field.hint}</p>` : ""}
+      <p class="field-error" data-error-for="${name}" hidden></p>`;
+  }).join("");
+  return names;
+}
+
 export const STATE_LABELS = { active: "Active", inactive: "Inactive", revoked: "Revoked" };
 
 // `read:data` → "Read Data", `admin:users` → "Admin Users".

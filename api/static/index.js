@@ -3,7 +3,7 @@
 // once.
 import {
   STATE_LABELS, apiJson, clearCredentials, escapeHtml, expiry, fieldErrors, humanize, number,
-  openDialog, passEnums, percent, send, showCredentials, showFieldErrors, signIn, when,
+  openDialog, percent, renderPassFields, send, showCredentials, showFieldErrors, signIn, when,
 } from "/ui/static/common.js";
 
 const PAGE_SIZE = 24;
@@ -124,13 +124,14 @@ function resetForm() {
   form.elements.valid_until.value = isoDay(nextYear);
   form.elements.access_level.value = "standard";
   form.elements.usage_type.value = "automation_tool";
+  form.elements.scopes.value = "read,write";
   showFieldErrors(form, {});
   previewType();
 }
 
 function previewType() {
   const shown = normalisedType(form.elements.agent_type.value);
-  $("#agent-type-preview").textContent = shown ? `Saved as ${shown}` : "Saved as lowercase with underscores.";
+  $("#create-form-agent_type-hint").textContent = shown ? `Saved as ${shown}` : "Saved as lowercase with underscores.";
 }
 
 function collect() {
@@ -214,13 +215,6 @@ function wireCreation() {
   });
 }
 
-async function fillEnums() {
-  for (const [name, values] of Object.entries(await passEnums())) {
-    form.elements[name].innerHTML = values
-      .map((v) => `<option value="${escapeHtml(v)}">${escapeHtml(humanize(v))}</option>`).join("");
-  }
-}
-
 // -- start --------------------------------------------------------------------------------
 
 signIn($("#auth"), projectId, async () => {
@@ -236,6 +230,7 @@ signIn($("#auth"), projectId, async () => {
   });
   $("#next").addEventListener("click", () => { list.cursors.push(list.next); loadList(); });
   $("#prev").addEventListener("click", () => { list.cursors.pop(); loadList(); });
+  await renderPassFields(form);
   wireCreation();
-  await Promise.all([loadList(), fillEnums()]);
+  await loadList();
 });

@@ -3,8 +3,8 @@
 // refreshes.
 import {
   ApiError, Poller, STATE_LABELS, apiJson, capabilities, clearCredentials, confirmAction, day,
-  escapeHtml, expiry, fieldErrors, humanize, millis, number, openDialog, passEnums, percent,
-  scopeLabel, send, showCredentials, showFieldErrors, signIn, when,
+  escapeHtml, expiry, fieldErrors, humanize, millis, number, openDialog, percent,
+  renderPassFields, scopeLabel, send, showCredentials, showFieldErrors, signIn, when,
 } from "/ui/static/common.js";
 import { mountUsage } from "/ui/static/usage.js";
 
@@ -208,12 +208,11 @@ async function remove() {
 
 // -- forms -----------------------------------------------------------------------------
 
-const METADATA = ["agent_name", "agent_type", "description", "access_level", "organization",
-  "usage_type", "valid_from", "valid_until", "integration_notes"];
+let METADATA = []; // the Settings form's fields, as renderPassFields drew them
 
 function fillMetadata() {
   const form = $("#metadata-form");
-  if (form.contains(document.activeElement)) return; // never under the user's typing
+  if (!METADATA.length || form.contains(document.activeElement)) return; // never under the user's typing
   for (const name of METADATA) form.elements[name].value = pass[name] ?? "";
 }
 
@@ -280,14 +279,6 @@ function wireActions() {
   });
 }
 
-async function fillEnums() {
-  const enums = await passEnums();
-  for (const [name, values] of Object.entries(enums)) {
-    $(`#metadata-form [name=${name}]`).innerHTML = values
-      .map((v) => `<option value="${escapeHtml(v)}">${escapeHtml(humanize(v))}</option>`).join("");
-  }
-}
-
 // -- start ---------------------------------------------------------------------------------
 
 signIn($("#auth"), projectId, async () => {
@@ -300,8 +291,9 @@ signIn($("#auth"), projectId, async () => {
     updated: $("#overview-updated"),
   });
   $("#overview-refresh").addEventListener("click", () => pollers.overview.refresh({ manual: true }));
+  METADATA = await renderPassFields($("#metadata-form"));
   try {
-    await Promise.all([loadPass(), fillEnums()]);
+    await loadPass();
   } catch (error) {
     say(`The pass could not be loaded: ${error.message}`);
   }

@@ -106,7 +106,7 @@ def test_create_manage_and_delete_a_pass(
     form = page.locator("#create-form")
     form.locator("[name=agent_name]").fill("Invoice Bot!")
     form.locator("[name=agent_type]").fill("  Sourcing Agent ")
-    expect(page.locator("#agent-type-preview")).to_have_text("Saved as sourcing_agent")
+    expect(page.locator("#create-form-agent_type-hint")).to_have_text("Saved as sourcing_agent")
     form.locator("[name=scopes]").fill("read data!!")
     form.locator("[name=valid_until]").fill("2020-01-01")
     form.locator("button[type=submit]").click()
