@@ -8,6 +8,7 @@ LatencySketch, as the worker would have written them.
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -28,7 +29,7 @@ from sentinel_usage.api.auth import TokenVerifier, issue_token
 from sentinel_usage.api.services import ApiServices
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
-from sentinel_usage.core.sketch import MAPPING
+from sentinel_usage.core.sketch import KEYS_PER_DOUBLING
 from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
 from sentinel_usage.passes.registry import PassRegistry
 
@@ -78,7 +79,9 @@ def run(directory: Path, bootstrap: str, rows: int, repeat: int = 20) -> dict[st
     passes = max(1, rows // 100_000)
     started = time.perf_counter()
     client.command(FILL_LOG, parameters={"rows": rows, "passes": passes})
-    client.command(FILL_ROLLUPS, parameters={"multiplier": MAPPING._multiplier})
+    # log_gamma(v) = ln(v) / ln(2) * KEYS_PER_DOUBLING: the keys LatencySketch gives.
+    multiplier = KEYS_PER_DOUBLING / math.log(2)
+    client.command(FILL_ROLLUPS, parameters={"multiplier": multiplier})
     print(f"query: filled {rows} rows ({passes} passes) and rollups in "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     settings = Settings(

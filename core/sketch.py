@@ -1,11 +1,11 @@
 """LatencySketch: a mergeable quantile sketch with a relative-error guarantee.
 
-DDSketch-style logarithmic buckets (the bucket mapping is ddsketch's
-`LogarithmicMapping`): a value v lands in bucket ceil(log_gamma(v)), and every
-value of a bucket is within `RELATIVE_ACCURACY` of the bucket's representative
-value. Merging adds bucket counts, so merging is exact, associative and
-commutative: any range is the merge of its minute windows, never an average of
-percentiles.
+DDSketch-style logarithmic buckets: a value v lands in bucket ceil(log_gamma(v)), and
+every value of a bucket is within `RELATIVE_ACCURACY` of the bucket's representative
+value. The mapping is ddsketch's `LogarithmicMapping` computed here, the same keys
+(tests/unit/core/test_sketch.py checks them against ddsketch's own `key`). Merging adds
+bucket counts, so merging is exact, associative and commutative: any range is the merge
+of its minute windows, never an average of percentiles.
 
 Quantile definition: the value at rank floor(q * (n - 1)) of the sorted values
 ("lower" interpolation), the rank ddsketch itself uses.
@@ -18,34 +18,46 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 import numpy as np
-from ddsketch.mapping import LogarithmicMapping
 
 # Half of the 1% the product promises, so that rank conventions and float
 # rounding never push an answer over it.
 RELATIVE_ACCURACY: Final = 0.005
-MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
+_GAMMA_MANTISSA: Final = 2 * RELATIVE_ACCURACY / (1 - RELATIVE_ACCURACY)
+GAMMA: Final = 1 + _GAMMA_MANTISSA
+# Keys per doubling: log_gamma(v) = log2(v) * KEYS_PER_DOUBLING (ddsketch's form, so that the
+# float rounding, and so the keys, are its own).
+KEYS_PER_DOUBLING: Final = 1 / math.log1p(_GAMMA_MANTISSA) * math.log(2)
 # Durations below a microsecond are counted as zero.
 MIN_INDEXABLE_MS: Final = 1e-3
 # What `sketch_keys` gives for a value counted as zero.
 ZERO_KEY: Final = np.iinfo(np.int64).min
 
 
-def sketch_keys(values_ms: np.ndarray) -> np.ndarray:
-    """`MAPPING.key` of each value (ZERO_KEY below MIN_INDEXABLE_MS), vectorised.
+def bucket_key(value_ms: float) -> int:
+    """The bucket of a value (at least MIN_INDEXABLE_MS)."""
+    return math.ceil(math.log(value_ms, 2) * KEYS_PER_DOUBLING)
 
-    numpy's log may differ from the C library's by an ulp, which matters only
-    where log_gamma(v) is within rounding of an integer (a bucket boundary):
-    those few values are recomputed with ddsketch itself, so every key is the
-    one `LatencySketch.add` gives.
+
+def bucket_value(key: int) -> float:
+    """The bucket's representative value: within RELATIVE_ACCURACY of all its values."""
+    return math.pow(2.0, key / KEYS_PER_DOUBLING) * (2.0 / (1 + GAMMA))
+
+
+def sketch_keys(values_ms: np.ndarray) -> np.ndarray:
+    """`bucket_key` of each value (ZERO_KEY below MIN_INDEXABLE_MS), vectorised.
+
+    numpy's log may differ from the C library's by an ulp, which matters only where
+    log_gamma(v) is within rounding of an integer (a bucket boundary): those few values
+    are recomputed one by one, so every key is the one `LatencySketch.add` gives.
     """
     keys = np.full(len(values_ms), ZERO_KEY, dtype=np.int64)
     indexable = values_ms >= MIN_INDEXABLE_MS
     values = values_ms[indexable]
-    exact = np.log(values) / math.log(2) * MAPPING._multiplier
+    exact = np.log(values) / math.log(2) * KEYS_PER_DOUBLING
     computed = np.ceil(exact).astype(np.int64)
     close = np.abs(exact - np.rint(exact)) < 1e-6
     if close.any():
-        computed[close] = [MAPPING.key(float(v)) for v in values[close]]
+        computed[close] = [bucket_key(float(v)) for v in values[close]]
     keys[indexable] = computed
     return keys
 
@@ -65,8 +77,16 @@ class LatencySketch:
         if value_ms < MIN_INDEXABLE_MS:
             self.zero_count += count
             return
-        key = MAPPING.key(value_ms)
+        key = bucket_key(value_ms)
         self.bins[key] = self.bins.get(key, 0) + count
+
+    def add_keys(self, keys: Iterable[tuple[int, int]], zero_count: int = 0) -> None:
+        """Add values already bucketed (`sketch_keys`): (key, count) pairs, and how many
+        were counted as zero."""
+        self.zero_count += zero_count
+        bins = self.bins
+        for key, count in keys:
+            bins[key] = bins.get(key, 0) + count
 
     def merge(self, other: LatencySketch) -> LatencySketch:
         """A new sketch holding both (neither operand changes)."""
@@ -89,8 +109,8 @@ class LatencySketch:
         for key in sorted(self.bins):
             running += self.bins[key]
             if running > rank:
-                return float(MAPPING.value(key))
-        return float(MAPPING.value(max(self.bins)))  # pragma: no cover - float rounding only
+                return bucket_value(key)
+        return bucket_value(max(self.bins))  # pragma: no cover - float rounding only
 
     @classmethod
     def of(cls, values: Iterable[float]) -> LatencySketch:

@@ -4,16 +4,22 @@ import math
 
 import numpy as np
 import pytest
+from ddsketch.mapping import LogarithmicMapping
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel_usage.core.sketch import (
-    MAPPING,
     MIN_INDEXABLE_MS,
+    RELATIVE_ACCURACY,
     ZERO_KEY,
     LatencySketch,
+    bucket_key,
+    bucket_value,
     sketch_keys,
 )
+
+# ddsketch's own mapping: the reference our keys are checked against.
+MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 
 durations = st.floats(min_value=0, max_value=86_400_000, allow_nan=False, allow_infinity=False)
 samples = st.lists(durations, min_size=1, max_size=400)
@@ -77,3 +83,23 @@ def test_vectorised_keys_are_the_mapping_keys() -> None:
     )
     expected = [MAPPING.key(float(v)) if v >= MIN_INDEXABLE_MS else ZERO_KEY for v in values]
     assert sketch_keys(values).tolist() == expected
+
+
+@given(st.floats(min_value=MIN_INDEXABLE_MS, max_value=1e12, allow_nan=False))
+@settings(max_examples=2_000)
+def test_our_mapping_is_ddsketch_s(value: float) -> None:
+    assert bucket_key(value) == MAPPING.key(value)
+    key = bucket_key(value)
+    assert bucket_value(key) == pytest.approx(MAPPING.value(key), rel=1e-12)
+
+
+def test_keys_added_in_bulk_are_keys_added_one_by_one() -> None:
+    values = np.random.default_rng(3).lognormal(4.0, 2.0, 5_000)
+    values[:50] = 0.0
+    keys = sketch_keys(values)
+    bulk = LatencySketch()
+    distinct, counts = np.unique(keys[keys != ZERO_KEY], return_counts=True)
+    bulk.add_keys(
+        zip(distinct.tolist(), counts.tolist(), strict=True), int((keys == ZERO_KEY).sum())
+    )
+    assert bulk == LatencySketch.of(values.tolist())
