@@ -12,13 +12,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from sentinel_usage.core.errors import DependencyUnavailableError, StorageError
 
 # Errors that mean "ClickHouse is not there right now": retry, never dead-letter.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
-QUERY_ERRORS: tuple[type[BaseException], ...] = (DatabaseError,)
 
 
 @contextmanager

@@ -6,22 +6,36 @@ Definitions (the Usage tab's contract):
 - `token_generation` events are counted apart (`token_generations`, `token_failures`);
 - latency (sum, count, sketch) and endpoint counts are over requests only.
 
-No knowledge of Kafka, Faust or ClickHouse: initialise, add, merge, result.
+No knowledge of Kafka, Faust or ClickHouse: initialise, add (a columnar batch into many
+aggregates at once, `add_table`; one event is a batch of one), merge, result.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
+import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from sentinel_usage.core.columns import events_table
 from sentinel_usage.core.events import UsageEvent
-from sentinel_usage.core.sketch import LatencySketch
+from sentinel_usage.core.sketch import ZERO_KEY, LatencySketch, sketch_keys
 from sentinel_usage.core.windows import EPOCH
 
-REQUEST_TYPES = frozenset({"api_request", "error"})
+# What a request is, everywhere (the sink's per-pass metrics and alerts too).
+REQUEST_TYPES: Final = frozenset({"api_request", "error"})
+_REQUEST_TYPES: Final = pa.array(sorted(REQUEST_TYPES))
+
+
+def requests_mask(activity_type: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """True for the rows that are requests (not token generations)."""
+    mask = pc.is_in(activity_type, value_set=_REQUEST_TYPES)
+    return mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
 
 
 @dataclass
@@ -39,22 +53,25 @@ class UsageAggregate:
     last_event_at: datetime | None = None
 
     def add(self, event: UsageEvent) -> None:
-        if self.last_event_at is None or event.started_at > self.last_event_at:
-            self.last_event_at = event.started_at
-        if event.activity_type not in REQUEST_TYPES:
-            self.token_generations += 1
-            self.token_failures += 0 if event.success else 1
-            return
-        self.total_requests += 1
-        if event.success:
-            self.success_count += 1
-        else:
-            self.error_count += 1
-        self.latency_sum_ms += event.duration_ms
-        self.latency_count += 1
-        self.latency_max_ms = max(self.latency_max_ms, event.duration_ms)
-        self.sketch.add(event.duration_ms)
-        self.endpoint_counts[event.endpoint] = self.endpoint_counts.get(event.endpoint, 0) + 1
+        """One event: the columnar add on a batch of one, so both are the same code."""
+        add_table([self], np.zeros(1, dtype=np.int64), events_table([event]))
+
+    def _add_counts(self, counts: _GroupCounts, g: int) -> None:
+        if counts.requests[g]:
+            self.total_requests += int(counts.requests[g])
+            self.success_count += int(counts.successes[g])
+            self.error_count += int(counts.requests[g] - counts.successes[g])
+            self.latency_sum_ms += float(counts.latency_sum[g])
+            self.latency_count += int(counts.requests[g])
+            self.latency_max_ms = max(self.latency_max_ms, float(counts.latency_max[g]))
+        self.token_generations += int(counts.tokens[g])
+        self.token_failures += int(counts.token_failures[g])
+        last = EPOCH + timedelta(milliseconds=int(counts.last_ms[g]))
+        if self.last_event_at is None or last > self.last_event_at:
+            self.last_event_at = last
+
+    def _add_endpoint(self, endpoint: str, count: int) -> None:
+        self.endpoint_counts[endpoint] = self.endpoint_counts.get(endpoint, 0) + count
 
     def merge(self, other: UsageAggregate) -> UsageAggregate:
         endpoints = dict(self.endpoint_counts)
@@ -135,6 +152,79 @@ class UsageAggregate:
 
 def _millis(at: datetime) -> int:
     return (at - EPOCH) // timedelta(milliseconds=1)
+
+
+class _GroupCounts(NamedTuple):
+    """Per group of a batch: what `UsageAggregate._add_counts` adds."""
+
+    requests: np.ndarray
+    successes: np.ndarray
+    tokens: np.ndarray
+    token_failures: np.ndarray
+    latency_sum: np.ndarray
+    latency_max: np.ndarray
+    last_ms: np.ndarray
+
+
+def add_table(
+    aggregates: Sequence[UsageAggregate], groups: np.ndarray, table: pa.Table
+) -> np.ndarray:
+    """Add each row of `table` (core.columns.EVENT_SCHEMA's columns) to the aggregate
+    `aggregates[groups[row]]`; return the indices of the aggregates that changed."""
+    n = len(aggregates)
+    if table.num_rows == 0:
+        return np.empty(0, dtype=np.int64)
+    success = table.column("success").to_numpy(zero_copy_only=False)
+    request = requests_mask(table.column("activity_type")).to_numpy(zero_copy_only=False)
+    duration = table.column("duration_ms").to_numpy()
+    started = table.column("started_at").cast(pa.int64()).to_numpy()
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(groups[mask], minlength=n)
+
+    latency_max = np.full(n, -np.inf)
+    np.maximum.at(latency_max, groups[request], duration[request])
+    last_ms = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last_ms, groups, started)
+    counts = _GroupCounts(
+        requests=count(request),
+        successes=count(request & success),
+        tokens=count(~request),
+        token_failures=count(~request & ~success),
+        latency_sum=np.bincount(groups[request], weights=duration[request], minlength=n),
+        latency_max=latency_max,
+        last_ms=last_ms,
+    )
+    changed = np.flatnonzero(np.bincount(groups, minlength=n))
+    for g in changed.tolist():
+        aggregates[g]._add_counts(counts, g)
+
+    request_groups = groups[request]
+    keys = sketch_keys(duration[request])
+    zero = keys == ZERO_KEY
+    zero_counts = np.bincount(request_groups[zero], minlength=n)
+    bins: dict[int, list[tuple[int, int]]] = {}
+    for g, key, c in _pair_counts(request_groups[~zero], keys[~zero]):
+        bins.setdefault(g, []).append((key, c))
+    for g in np.flatnonzero(np.bincount(request_groups, minlength=n)).tolist():
+        aggregates[g].sketch.add_keys(bins.get(g, ()), int(zero_counts[g]))
+
+    endpoints = pc.dictionary_encode(table.column("endpoint")).combine_chunks()
+    names = endpoints.dictionary.to_pylist()
+    for g, index, c in _pair_counts(request_groups, endpoints.indices.to_numpy()[request]):
+        aggregates[g]._add_endpoint(names[index], c)
+    return changed
+
+
+def _pair_counts(groups: np.ndarray, values: np.ndarray) -> list[tuple[int, int, int]]:
+    """(group, value, occurrences) for each distinct pair."""
+    if len(groups) == 0:
+        return []
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    combined, counts = np.unique(groups * span + (values - low), return_counts=True)
+    group, value = np.divmod(combined, span)
+    return list(zip(group.tolist(), (value + low).tolist(), counts.tolist(), strict=True))
 
 
 @dataclass

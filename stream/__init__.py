@@ -1,1 +1,2 @@
-"""The Faust stream worker: the activity-log sink (and, later, windows and alerts)."""
+"""The stream worker (Faust): the sink that writes the activity log, the per-pass
+windows and their rollups, the error-rate alerts, and the rebuild of lost windows."""

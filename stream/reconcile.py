@@ -16,7 +16,7 @@ import structlog
 from sentinel_usage.analytics.reconcile import RawWindows
 from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.core.windows import EPOCH
-from sentinel_usage.stream.windows import InMemoryWindowStore, UsageWindows, WindowPolicy
+from sentinel_usage.stream.windows import WindowPolicy, fresh_windows
 
 log = structlog.get_logger(__name__)
 
@@ -41,8 +41,7 @@ def rebuild_lost_windows(clickhouse: Any, policy: WindowPolicy) -> int:
     rows = rows.append_column(
         "source_partition", pa.array([-1] * rows.num_rows, pa.int32())
     ).append_column("source_offset", pa.array([0] * rows.num_rows, pa.int64()))
-    windows = UsageWindows(InMemoryWindowStore(), policy, epoch=REBUILT_EPOCH)
-    rebuilt = windows.apply(windows.assign(rows), {})
+    rebuilt = fresh_windows(rows, policy, REBUILT_EPOCH)
     RollupStore(clickhouse).write(rebuilt)
     log.warning("rollups_rebuilt_from_raw_log", windows=len(rebuilt), since=since.isoformat())
     return len(rebuilt)

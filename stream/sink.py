@@ -45,7 +45,7 @@ from aiokafka.errors import KafkaError
 
 from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.writer import ActivityLogWriter, identity_keys
-from sentinel_usage.core.aggregate import WindowState
+from sentinel_usage.core.aggregate import WindowState, requests_mask
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import DependencyUnavailableError, StorageError
 from sentinel_usage.core.events import EventValidator
@@ -189,7 +189,7 @@ class UsageSink:
     def _observe(self, events: pa.Table) -> None:
         if events.num_rows == 0:
             return
-        requests = events.filter(pc.not_equal(events.column("activity_type"), "token_generation"))
+        requests = events.filter(requests_mask(events.column("activity_type")))
         counts = (
             requests.append_column(
                 "error", pc.cast(pc.invert(requests.column("success")), pa.int64())

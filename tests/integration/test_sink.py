@@ -19,8 +19,9 @@ from sentinel_usage.core.wire import encode_envelopes
 from sentinel_usage.ingest.admin import ensure_topics
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
 from sentinel_usage.stream.sink import RetryPolicy, SinkPolicy, UsageSink
-from sentinel_usage.stream.windows import InMemoryWindowStore, UsageWindows
+from sentinel_usage.stream.windows import UsageWindows
 from tests.factories import raw_event
+from tests.stream_support import InMemoryWindowStore
 
 VALIDATOR = EventValidator()
 

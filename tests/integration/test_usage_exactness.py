@@ -19,7 +19,8 @@ from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.wire import BATCH_SCHEMA
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
 from sentinel_usage.stream.sink import SinkPolicy, UsageSink
-from sentinel_usage.stream.windows import InMemoryWindowStore, UsageWindows, WindowPolicy
+from sentinel_usage.stream.windows import UsageWindows, WindowPolicy
+from tests.stream_support import InMemoryWindowStore
 from tests.workload import assert_matches_log, expected_counts, generate
 
 PASSES = ["SP-A", "SP-B", "SP-C"]

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from random import Random
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sentinel_usage.core.aggregate import UsageAggregate, WindowState
+from sentinel_usage.core.aggregate import UsageAggregate, WindowState, add_table
 from sentinel_usage.core.clock import FixedClock
+from sentinel_usage.core.columns import events_table
 from sentinel_usage.core.events import EventValidator, UsageEvent, ValidationPolicy
 from tests.factories import raw_event
 
@@ -93,3 +96,24 @@ def test_window_state_round_trips() -> None:
     again = WindowState.from_bytes(state.to_bytes())
     assert again == state
     assert again.key.encode() == state.key.encode()
+
+
+@given(event_specs, st.integers(1, 4), st.randoms(use_true_random=False))
+def test_a_batch_added_at_once_equals_its_events_added_one_by_one(
+    specs: list,
+    groups: int,
+    rng: Random,  # type: ignore[type-arg]
+) -> None:
+    """The columnar add (the worker's) and the per-event add agree, group by group."""
+    events = [
+        event(kind=k, status=None if k == "error" else s, ms=ms, endpoint=ep)
+        for k, s, ms, ep in specs
+    ]
+    assignment = [rng.randrange(groups) for _ in events]
+    at_once = [UsageAggregate() for _ in range(groups)]
+    add_table(at_once, np.array(assignment, dtype=np.int64), events_table(events))
+    one_by_one = [aggregate_of([e for e, g in zip(events, assignment, strict=True) if g == k])
+                  for k in range(groups)]  # fmt: skip
+    for batch, single in zip(at_once, one_by_one, strict=True):
+        assert batch.to_state() == {**single.to_state(), "ls": batch.to_state()["ls"]}
+        assert abs(batch.latency_sum_ms - single.latency_sum_ms) < 1e-6

@@ -7,7 +7,8 @@ import pytest
 from sentinel_usage.core.aggregate import WindowState
 from sentinel_usage.core.alerts import AlertEvent, ErrorRateRule
 from sentinel_usage.stream.alerts import ErrorRateEvaluator
-from sentinel_usage.stream.windows import InMemoryWindowStore, UsageWindows
+from sentinel_usage.stream.windows import UsageWindows
+from tests.stream_support import InMemoryWindowStore
 
 MINUTE = timedelta(minutes=1)
 T0 = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC)
