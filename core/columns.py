@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from ipaddress import ip_address
 from itertools import repeat
 from typing import Any, Final
 
@@ -28,18 +30,23 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sentinel_usage.core.endpoints import normalise_endpoint
 from sentinel_usage.core.errors import InvalidEventError
 from sentinel_usage.core.events import (
     ACTIVITY_TYPES,
+    ERROR_ACTIVITY,
+    ERROR_STATUS,
+    IDENTIFIER_FIELDS,
+    IDENTIFIER_PATTERN,
     MAX_DURATION_MS,
     MAX_ENDPOINT_CHARS,
-    MAX_ERROR_MESSAGE_CHARS,
-    MAX_USER_AGENT_CHARS,
+    METHOD_PATTERN,
+    STATUS_RANGE,
+    TEXT_LIMITS,
     EventValidator,
     UsageEvent,
     metadata_json,
 )
-from sentinel_usage.core.fastpath import IDENTIFIER_PATTERN, cached_endpoint, cached_ip
 
 # The validated, normalised form; `row` is the event's index in the input.
 EVENT_SCHEMA: Final = pa.schema(
@@ -69,7 +76,6 @@ _TEXT_FIELDS: Final = ("event_id", "project_id", "pass_id", "client_id", "activi
                        "error_message")  # fmt: skip
 _TEXT_STRUCT: Final = pa.struct([(name, pa.string()) for name in _TEXT_FIELDS])
 _UUID: Final = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
-_METHOD: Final = r"^[A-Za-z]{1,16}$"
 # The one timestamp form checked here (anything else goes to the model):
 # calendar date, time to the second, 1 to 6 fraction digits, then Z, an offset or nothing.
 _TIMESTAMP: Final = (
@@ -297,17 +303,14 @@ def _checks(
 ) -> _Checked:
     conditions = [
         pc.match_substring_regex(c["event_id"], _UUID),
-        *(pc.match_substring_regex(c[name], IDENTIFIER_PATTERN)
-          for name in ("project_id", "pass_id", "client_id")),
+        *(pc.match_substring_regex(c[name], IDENTIFIER_PATTERN) for name in IDENTIFIER_FIELDS),
         pc.is_in(c["activity_type"], pa.array(ACTIVITY_TYPES)),
-        pc.match_substring_regex(c["http_method"], _METHOD),
+        pc.match_substring_regex(c["http_method"], METHOD_PATTERN),
         _between(pc.utf8_length(c["endpoint"]), 1, MAX_ENDPOINT_CHARS),
-        pc.or_kleene(pc.is_null(c["status_code"]), _between(c["status_code"], 100, 599)),
+        pc.or_kleene(pc.is_null(c["status_code"]), _between(c["status_code"], *STATUS_RANGE)),
         _between(c["duration_ms"], 0.0, MAX_DURATION_MS),
-        pc.or_kleene(pc.is_null(c["user_agent"]),
-               pc.less_equal(pc.utf8_length(c["user_agent"]), MAX_USER_AGENT_CHARS)),
-        pc.or_kleene(pc.is_null(c["error_message"]),
-               pc.less_equal(pc.utf8_length(c["error_message"]), MAX_ERROR_MESSAGE_CHARS)),
+        *(pc.or_kleene(pc.is_null(c[name]), pc.less_equal(pc.utf8_length(c[name]), limit))
+          for name, limit in TEXT_LIMITS.items()),
     ]  # fmt: skip
     started_at = _timestamps(c["started_at"])
     low, high = now - retention, now + skew
@@ -379,19 +382,32 @@ def _or(values: pa.Array, default: str) -> pa.Array:
 
 def _outcome(success: pa.Array, status: pa.Array, activity: pa.Array) -> tuple[pa.Array, pa.Array]:
     """`success` as given or derived (status < 400 and not an `error` activity), and
-    whether it is consistent (the model's rules)."""
-    is_error = pc.equal(activity, "error")
-    derived = pc.and_kleene(pc.less(status, 400), pc.invert(is_error))
+    whether it is consistent: the columnar form of UsageEvent's success rule."""
+    is_error = pc.equal(activity, ERROR_ACTIVITY)
+    derived = pc.and_kleene(pc.less(status, ERROR_STATUS), pc.invert(is_error))
     given = pc.is_valid(success)
     value = pc.if_else(given, success, pc.if_else(pc.is_valid(status), derived, False))
     contradicts = pc.and_kleene(
-        success, pc.or_kleene(pc.fill_null(pc.greater_equal(status, 400), False), is_error)
+        success, pc.or_kleene(pc.fill_null(pc.greater_equal(status, ERROR_STATUS), False), is_error)
     )
     underivable = pc.and_kleene(
         pc.and_kleene(pc.invert(given), pc.is_null(status)), pc.invert(is_error)
     )
     consistent = pc.invert(pc.or_kleene(pc.fill_null(contradicts, False), underivable))
     return value, consistent
+
+
+@lru_cache(maxsize=65_536)
+def cached_endpoint(raw: str) -> str:
+    return normalise_endpoint(raw)
+
+
+@lru_cache(maxsize=65_536)
+def cached_ip(raw: str) -> str | None:
+    try:
+        return ip_address(raw).compressed
+    except ValueError:
+        return None
 
 
 def _map_unique(values: pa.Array, normalise: Callable[[str], str | None]) -> pa.Array:

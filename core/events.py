@@ -1,8 +1,10 @@
 """The usage event: one gateway request or token exchange made with a Sentinel Pass.
 
-Field names are the public contract (shared/seeds). `EventValidator` turns an
-untrusted JSON object into a `UsageEvent` or an `InvalidEventError` whose
-errors name each bad field and say what is allowed.
+Field names are the public contract (shared/seeds). The event's rules are declared
+once, below (patterns, ranges, text limits, the success rule); the model here and the
+columnar validator of core/columns.py are both built from them. `EventValidator` turns
+an untrusted JSON object into a `UsageEvent` or an `InvalidEventError` whose errors name
+each bad field and say what is allowed.
 """
 
 from __future__ import annotations
@@ -39,21 +41,39 @@ ACTIVITY_TYPES: Final = ("api_request", "token_generation", "error")
 # content, so that a client re-sending the same payload is deduplicated too.
 EVENT_ID_NAMESPACE: Final = uuid.UUID("6f1d2c1e-6a39-4d53-9a55-2f8f3c2b7a10")
 
+# -- the rules (one declaration: the model below and core/columns.py use these) ---------
+
+IDENTIFIER_FIELDS: Final = ("project_id", "pass_id", "client_id")
+MAX_IDENTIFIER_CHARS: Final = 128
+MAX_METHOD_CHARS: Final = 16
+# Anchored, with the length inside: the same text for pydantic's and Arrow's (RE2) regex.
+IDENTIFIER_PATTERN: Final = rf"^[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{MAX_IDENTIFIER_CHARS - 1}}}$"
+METHOD_PATTERN: Final = rf"^[A-Za-z]{{1,{MAX_METHOD_CHARS}}}$"  # after spaces are stripped
+STATUS_RANGE: Final = (100, 599)
+MAX_DURATION_MS: Final = 24 * 3600 * 1000.0
 MAX_ENDPOINT_CHARS: Final = 2048
 MAX_USER_AGENT_CHARS: Final = 1024
 MAX_ERROR_MESSAGE_CHARS: Final = 4096
+# Optional texts and their limits, in characters.
+TEXT_LIMITS: Final = {"user_agent": MAX_USER_AGENT_CHARS, "error_message": MAX_ERROR_MESSAGE_CHARS}
 MAX_METADATA_BYTES: Final = 16 * 1024
 MAX_METADATA_DEPTH: Final = 32
-MAX_DURATION_MS: Final = 24 * 3600 * 1000.0
+ERROR_STATUS: Final = 400  # an error is status_code >= 400 (or an `error` activity)
+ERROR_ACTIVITY: Final = "error"
 
+# The lengths are in the patterns too; stated apart, they give the clearer message.
 Identifier = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"),
+    StringConstraints(min_length=1, max_length=MAX_IDENTIFIER_CHARS, pattern=IDENTIFIER_PATTERN),
 ]
 HttpMethod = Annotated[
     str,
     StringConstraints(
-        min_length=1, max_length=16, pattern=r"^[A-Za-z]+$", to_upper=True, strip_whitespace=True
+        min_length=1,
+        max_length=MAX_METHOD_CHARS,
+        pattern=METHOD_PATTERN,
+        to_upper=True,
+        strip_whitespace=True,
     ),
 ]
 
@@ -72,14 +92,16 @@ class UsageEvent(BaseModel):
     started_at: datetime
     endpoint: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ENDPOINT_CHARS)]
     http_method: HttpMethod
-    status_code: int | None = Field(None, ge=100, le=599)
+    status_code: int | None = Field(None, ge=STATUS_RANGE[0], le=STATUS_RANGE[1])
     success: bool
     duration_ms: float = Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)
     client_ip: str | None = None
-    user_agent: Annotated[str, StringConstraints(max_length=MAX_USER_AGENT_CHARS)] | None = None
-    error_message: Annotated[str, StringConstraints(max_length=MAX_ERROR_MESSAGE_CHARS)] | None = (
+    user_agent: Annotated[str, StringConstraints(max_length=TEXT_LIMITS["user_agent"])] | None = (
         None
     )
+    error_message: (
+        Annotated[str, StringConstraints(max_length=TEXT_LIMITS["error_message"])] | None
+    ) = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -91,10 +113,10 @@ class UsageEvent(BaseModel):
         if data.get("event_id") is None:
             data["event_id"] = content_event_id(data)
         if data.get("success") is None:
-            status = data.get("status_code")
+            status, activity = data.get("status_code"), data.get("activity_type")
             if isinstance(status, int) and not isinstance(status, bool):
-                data["success"] = status < 400 and data.get("activity_type") != "error"
-            elif data.get("activity_type") == "error":
+                data["success"] = status < ERROR_STATUS and activity != ERROR_ACTIVITY
+            elif activity == ERROR_ACTIVITY:
                 data["success"] = False
         return data
 
@@ -139,10 +161,12 @@ class UsageEvent(BaseModel):
 
     @model_validator(mode="after")
     def _consistent_outcome(self) -> UsageEvent:
-        if self.success and self.status_code is not None and self.status_code >= 400:
-            raise ValueError("success=true contradicts status_code >= 400")
-        if self.success and self.activity_type == "error":
-            raise ValueError("success=true contradicts activity_type 'error'")
+        # The success rule, per event; core/columns.py `_outcome` is its columnar form
+        # (tests/unit/core/test_columns.py checks that the two agree).
+        if self.success and self.status_code is not None and self.status_code >= ERROR_STATUS:
+            raise ValueError(f"success=true contradicts status_code >= {ERROR_STATUS}")
+        if self.success and self.activity_type == ERROR_ACTIVITY:
+            raise ValueError(f"success=true contradicts activity_type '{ERROR_ACTIVITY}'")
         return self
 
     @property
@@ -228,10 +252,11 @@ class EventValidator:
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
 
     def validate(self, raw: Any) -> UsageEvent:
-        """Return the normalised event, or raise InvalidEventError listing every problem."""
-        fast = fast_validate(raw, self.policy, self.policy.clock.now())
-        if fast is not None:
-            return fast
+        """Return the normalised event, or raise InvalidEventError listing every problem.
+
+        Batches take core/columns.py `validate_events` (the hot path); this model sees only
+        the events its columnar checks leave, and single events. (A per-event fast path
+        stood here; it was never on the hot path, and is gone.)"""
         if not isinstance(raw, dict):
             raise InvalidEventError(
                 [{"field": "", "message": f"an event must be a JSON object, not {_kind(raw)}"}]
@@ -262,7 +287,3 @@ def _kind(value: Any) -> str:
 def event_time(value: datetime) -> datetime:
     """Aware UTC datetime from a possibly naive one (ClickHouse returns naive UTC)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# At the end: the fast path is built from the model above (and imports it).
-from sentinel_usage.core.fastpath import fast_validate  # noqa: E402
