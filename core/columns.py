@@ -203,9 +203,12 @@ def row_keys(*columns: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def table_events(table: pa.Table) -> list[UsageEvent]:
-    """EVENT_SCHEMA rows as event objects (for tests and tools; the pipeline stays columnar)."""
+    """EVENT_SCHEMA rows (with `row` or without) as event objects (for tests and tools;
+    the pipeline stays columnar)."""
     out = []
-    for row in table.drop_columns(["row"]).to_pylist():
+    if "row" in table.column_names:
+        table = table.drop_columns(["row"])
+    for row in table.to_pylist():
         row["event_id"] = uuid.UUID(row["event_id"])
         row["metadata"] = orjson.loads(row["metadata"])
         out.append(UsageEvent.model_construct(**row))

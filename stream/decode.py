@@ -12,9 +12,9 @@ import orjson
 import pyarrow as pa
 import structlog
 
-from sentinel_usage.core.columns import EVENT_SCHEMA, table_events, validate_events
+from sentinel_usage.core.columns import table_events, validate_events
 from sentinel_usage.core.events import EventValidator, UsageEvent
-from sentinel_usage.core.wire import MessageDecodeError, decode_message
+from sentinel_usage.core.wire import WIRE_COLUMNS, MessageDecodeError, decode_message
 
 MAX_DEAD_PAYLOAD_BYTES = 64 * 1024
 
@@ -89,8 +89,8 @@ SOURCE_COLUMNS = ("source_partition", "source_offset")
 
 @dataclass
 class DecodedBatch:
-    # Valid events (core.columns.EVENT_SCHEMA) with the partition and offset of the
-    # record each came from, in record order.
+    # Valid events (core.wire.WIRE_COLUMNS) with the partition and offset of the record
+    # each came from, in record order.
     table: pa.Table
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
@@ -133,6 +133,7 @@ def _decode(records: list[SourceRecord], validator: EventValidator) -> DecodedBa
     raws: list[Any] = []
     first_raw: list[int] = []  # per decoded record, the index of its first event in raws
     decoded: list[tuple[int, SourceRecord, bool]] = []  # (position, record, is envelope)
+    columnar: list[pa.Table] = []  # validated at the ingest: taken as they are
     dead: list[tuple[int, int, DeadLetter]] = []  # (record position, index, letter)
     for position, record in enumerate(records):
         try:
@@ -140,6 +141,9 @@ def _decode(records: list[SourceRecord], validator: EventValidator) -> DecodedBa
         except MessageDecodeError as exc:
             letter = DeadLetter(str(exc), record, payload=_payload_text(record.value))
             dead.append((position, -1, letter))
+            continue
+        if message.columns is not None:
+            columnar.append(_with_source(message.columns, position, record))
             continue
         first_raw.append(len(raws))
         decoded.append((position, record, message.envelope))
@@ -150,9 +154,17 @@ def _decode(records: list[SourceRecord], validator: EventValidator) -> DecodedBa
     record_of = np.searchsorted(starts, validated.table.column("row").to_numpy(), side="right") - 1
     partitions = np.array([r.partition for _, r, _ in decoded], dtype=np.int32)
     offsets = np.array([r.offset for _, r, _ in decoded], dtype=np.int64)
-    table = validated.table.append_column(
-        "source_partition", pa.array(partitions[record_of])
-    ).append_column("source_offset", pa.array(offsets[record_of]))
+    positions = np.array([position for position, _, _ in decoded], dtype=np.int64)
+    table = (
+        validated.table.drop_columns(["row"])
+        .append_column("source_partition", pa.array(partitions[record_of]))
+        .append_column("source_offset", pa.array(offsets[record_of]))
+        .append_column("position", pa.array(positions[record_of]))
+    )
+    if columnar:
+        # Record order, as the records came (a stable sort keeps each record's rows in
+        # their order).
+        table = pa.concat_tables([table, *columnar]).sort_by("position")
     for raw_index, error in validated.rejected:
         which = int(np.searchsorted(starts, raw_index, side="right")) - 1
         position, record, envelope = decoded[which]
@@ -163,11 +175,20 @@ def _decode(records: list[SourceRecord], validator: EventValidator) -> DecodedBa
         )  # fmt: skip
         dead.append((position, index, letter))
     dead.sort(key=lambda item: item[:2])
-    return DecodedBatch(table, [letter for _, _, letter in dead])
+    return DecodedBatch(table.drop_columns(["position"]), [letter for _, _, letter in dead])
+
+
+def _with_source(columns: pa.Table, position: int, record: SourceRecord) -> pa.Table:
+    n = columns.num_rows
+    return (
+        columns.append_column("source_partition", pa.array(np.full(n, record.partition, np.int32)))
+        .append_column("source_offset", pa.array(np.full(n, record.offset, np.int64)))
+        .append_column("position", pa.array(np.full(n, position, np.int64)))
+    )
 
 
 _EMPTY: Final = (
-    EVENT_SCHEMA.append(pa.field("source_partition", pa.int32()))
+    WIRE_COLUMNS.append(pa.field("source_partition", pa.int32()))
     .append(pa.field("source_offset", pa.int64()))
     .empty_table()
 )

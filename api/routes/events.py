@@ -18,7 +18,7 @@ from sentinel_usage.api.models import FieldError, IngestResponse, RejectedEvent
 from sentinel_usage.api.responses import RETRY_AFTER_SECONDS, error_responses
 from sentinel_usage.core.columns import validate_events
 from sentinel_usage.core.events import EventValidator
-from sentinel_usage.core.wire import Envelope, pack_envelopes
+from sentinel_usage.core.wire import Envelope, pack_columns
 from sentinel_usage.ingest.body import (
     NDJSON_TYPES,
     BodyError,
@@ -132,9 +132,9 @@ def _validate_all(
 ) -> tuple[list[Envelope], list[RejectedEvent]]:
     """The envelopes to publish and the events refused, by index in the request.
 
-    Validation is columnar (core.columns). What is published is each valid
-    event as it was sent (the worker validates and normalises it again, the
-    same way), with the `event_id` filled in where the ingest derived it."""
+    Validation is columnar (core.columns). What is published is what was validated,
+    normalised, `event_id` filled in: columnar batches (core.wire) the worker takes
+    without validating them again."""
     refused: list[tuple[int, list[FieldError]]] = []
     candidates: list[Any] = []
     index_of: list[int] = []  # candidate -> index in the request
@@ -156,14 +156,7 @@ def _validate_all(
         for row in table.filter(outside).column("row").to_pylist():
             refused.append((index_of[row], [NOT_GRANTED]))
         table = table.filter(pc.invert(outside))
-    rows = table.column("row").to_pylist()
-    event_ids = table.column("event_id").to_pylist()
-    wires = []
-    for row, event_id in zip(rows, event_ids, strict=True):
-        raw = candidates[row]
-        wires.append(raw if raw.get("event_id") is not None else {**raw, "event_id": event_id})
-    passes = table.column("pass_id").to_pylist()
-    envelopes = list(pack_envelopes(zip(passes, wires, strict=True), partition_of))
+    envelopes = list(pack_columns(table, partition_of))
     refused.sort(key=lambda item: item[0])
     return envelopes, [RejectedEvent(index=index, errors=errors) for index, errors in refused]
 
