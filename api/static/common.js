@@ -99,6 +99,7 @@ export class Poller {
     this.paused = false;
     this.active = false;
     this.timer = null;
+    this.started = 0; // refreshes started; only the latest one's outcome counts
   }
 
   start() {
@@ -124,8 +125,12 @@ export class Poller {
       this.paused = false;
       this.say("");
     }
+    const mine = ++this.started;
     try {
       await this.load();
+      // A slow success that a later refresh overtook says nothing of now: it does not
+      // clear the failures counted since.
+      if (mine !== this.started) return;
       this.failures = 0;
       this.say("");
       const now = new Date();

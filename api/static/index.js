@@ -202,6 +202,7 @@ function wireCreation() {
   $("#create-submit").addEventListener("click", create);
   $("#create-done").addEventListener("click", () => {
     say(`${$("#create-done").dataset.created} was created. Its client secret cannot be shown again.`);
+    clearCredentials($("#create-credentials")); // now: "close" is dispatched later, as a task
     dialog.close();
   });
   // However the dialog closes (Complete, Escape), the secret leaves the page.
@@ -230,7 +231,11 @@ signIn($("#auth"), projectId, async () => {
   });
   $("#next").addEventListener("click", () => { list.cursors.push(list.next); loadList(); });
   $("#prev").addEventListener("click", () => { list.cursors.pop(); loadList(); });
-  await renderPassFields(form);
-  wireCreation();
-  await loadList();
+  await Promise.all([
+    renderPassFields(form).then(() => {
+      wireCreation();
+      $("#create").disabled = false; // enabled once its form is there
+    }),
+    loadList(),
+  ]);
 });

@@ -405,6 +405,7 @@ def test_overview_refreshes_like_the_usage_tab(
     page.click("#tab-overview")  # shown again: refreshed at once
     expect(page.locator("#o-total")).to_have_text("0")
     assert len(calls) == 3
+    page.wait_for_load_state("networkidle")  # that refresh is over
 
     page.route(f"**{api_path}", lambda route: route.fulfill(status=503, body='{"detail": "down"}'))
     for _ in range(3):
