@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Request, status
 from prometheus_client import Counter
 
-from sentinel_usage.api.auth import Principal
 from sentinel_usage.api.deps import EventWriter, ServicesDep
 from sentinel_usage.api.models import FieldError, IngestResponse, RejectedEvent
 from sentinel_usage.api.responses import RETRY_AFTER_SECONDS, error_responses
-from sentinel_usage.core.columns import validate_events
-from sentinel_usage.core.events import EventValidator
-from sentinel_usage.core.wire import Envelope, pack_columns
+from sentinel_usage.ingest.batches import prepare_batch
 from sentinel_usage.ingest.body import (
     NDJSON_TYPES,
     BodyError,
-    LineError,
     TooManyEventsError,
     UnsupportedMediaTypeError,
     parse_event_body,
@@ -106,11 +98,11 @@ async def ingest_events(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     try:
         partition_of = await services.publisher.partitioner()
-        valid, rejected = await asyncio.to_thread(
-            _validate_all, items, services.validator, principal, partition_of
+        batch = await asyncio.to_thread(
+            prepare_batch, items, services.validator, principal.can_access, partition_of
         )
-        if valid:
-            await services.publisher.publish_envelopes(valid)
+        if batch.envelopes:
+            await services.publisher.publish_envelopes(batch.envelopes)
     except (KafkaError, JournalError) as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -118,50 +110,13 @@ async def ingest_events(
             "retry the request: events are deduplicated by event_id",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None
-    accepted = sum(envelope.event_count for envelope in valid)
-    EVENTS_INGESTED.inc(accepted)
-    EVENTS_REJECTED.inc(len(rejected))
-    return IngestResponse(accepted=accepted, rejected=rejected)
-
-
-def _validate_all(
-    items: list[Any],
-    validator: EventValidator,
-    principal: Principal,
-    partition_of: Callable[[str], int],
-) -> tuple[list[Envelope], list[RejectedEvent]]:
-    """The envelopes to publish and the events refused, by index in the request.
-
-    Validation is columnar (core.columns). What is published is what was validated,
-    normalised, `event_id` filled in: columnar batches (core.wire) the worker takes
-    without validating them again."""
-    refused: list[tuple[int, list[FieldError]]] = []
-    candidates: list[Any] = []
-    index_of: list[int] = []  # candidate -> index in the request
-    for index, item in enumerate(items):
-        if isinstance(item, LineError):
-            refused.append((index, [FieldError(field="", message=item.message)]))
-        else:
-            candidates.append(item)
-            index_of.append(index)
-    checked = validate_events(candidates, validator)
-    refused += [
-        (index_of[row], [FieldError(**e) for e in exc.errors]) for row, exc in checked.rejected
+    EVENTS_INGESTED.inc(batch.accepted)
+    EVENTS_REJECTED.inc(len(batch.rejected))
+    rejected = [
+        RejectedEvent(index=index, errors=[FieldError(**e) for e in errors])
+        for index, errors in batch.rejected
     ]
-    table = checked.table
-    projects = pc.unique(table.column("project_id")).to_pylist()
-    denied = [project for project in projects if not principal.can_access(project)]
-    if denied:
-        outside = pc.is_in(table.column("project_id"), pa.array(denied, pa.string()))
-        for row in table.filter(outside).column("row").to_pylist():
-            refused.append((index_of[row], [NOT_GRANTED]))
-        table = table.filter(pc.invert(outside))
-    envelopes = list(pack_columns(table, partition_of))
-    refused.sort(key=lambda item: item[0])
-    return envelopes, [RejectedEvent(index=index, errors=errors) for index, errors in refused]
-
-
-NOT_GRANTED = FieldError(field="project_id", message="not granted by this token")
+    return IngestResponse(accepted=batch.accepted, rejected=rejected)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
