@@ -295,7 +295,7 @@ def test_create_manage_and_delete_a_pass(
 
 
 def test_expiry_warnings(
-    browser: Browser, ui_stack: Stack, project: str, admin: httpx.Client
+    browser: Browser, ui_stack: Stack, project: str, artifacts_dir: Path
 ) -> None:
     """A pass expiring in 10 days shows yellow, an expired one red, on its card and on
     its Permissions tab."""
@@ -326,6 +326,18 @@ def test_expiry_warnings(
         expect(page.locator("#p-expiry")).to_have_class(f"expiry expiry-{level}")
         expect(page.locator("#p-expiry")).to_contain_text(text)
         page.go_back()
+    expect(page.locator("#passes > li")).to_have_count(2)
+    page.screenshot(path=str(artifacts_dir / "passes-expiry-1280x800.png"))
+
+    # the list's error state, and its way out
+    listing = f"**/v1/projects/{project}/passes?*"
+    page.route(listing, lambda route: route.fulfill(status=503, body='{"detail": "down"}'))
+    page.reload()
+    expect(page.locator("#list-error")).to_contain_text("could not be loaded (down)")
+    page.unroute(listing)
+    page.click("#retry")
+    expect(page.locator("#list-error")).to_be_hidden()
+    expect(page.locator("#passes > li")).to_have_count(2)
     context.close()
 
 
