@@ -149,8 +149,9 @@ def _worker(settings: Settings, with_api: bool = False) -> int:
     from sentinel_usage.api.services import journal_directory
     from sentinel_usage.ingest.durable import replay_journal
     from sentinel_usage.ingest.journal import IngestJournal
-    from sentinel_usage.stream.app import create_stream_app, run_worker, window_policy
+    from sentinel_usage.stream.app import create_stream_app, window_policy
     from sentinel_usage.stream.reconcile import rebuild_lost_windows
+    from sentinel_usage.stream.worker import run_worker
 
     if settings.kafka_bootstrap_servers is None:
         raise ConfigurationError("`worker` needs KAFKA_BOOTSTRAP_SERVERS (or use `up`)")

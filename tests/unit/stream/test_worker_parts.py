@@ -11,8 +11,9 @@ from aiokafka import TopicPartition
 
 from sentinel_usage.core import topics
 from sentinel_usage.core.periodic import PERIODIC_FAILURES, periodic
-from sentinel_usage.stream.app import SinkBatcher, _update_lag
+from sentinel_usage.stream.batcher import SinkBatcher
 from sentinel_usage.stream.metrics import CONSUMER_LAG
+from sentinel_usage.stream.positions import update_lag
 
 
 @dataclass
@@ -59,7 +60,7 @@ async def test_a_failing_periodic_task_is_counted_and_runs_again() -> None:
 
 @dataclass
 class Consumer:
-    """What _update_lag reads of Faust's consumer (a unit-level stand-in, no Kafka)."""
+    """What update_lag reads of Faust's consumer (a unit-level stand-in, no Kafka)."""
 
     highwaters: dict[TopicPartition, int | None]
     _committed_offset: dict[TopicPartition, int]
@@ -79,14 +80,14 @@ class App:
 async def test_lag_skips_partitions_whose_high_water_mark_is_not_known_yet() -> None:
     fetched, unknown = TopicPartition(topics.EVENTS, 7), TopicPartition(topics.EVENTS, 8)
     app = App(Consumer({fetched: 120, unknown: None}, {fetched: 100}))
-    await _update_lag(app)  # type: ignore[arg-type]
+    await update_lag(app)  # type: ignore[arg-type]
     assert CONSUMER_LAG.labels(partition="7")._value.get() == 20
     with pytest.raises(KeyError):
         CONSUMER_LAG._metrics[("8",)]
 
 
 def test_a_partition_is_stalled_only_when_the_same_stall_lasts() -> None:
-    from sentinel_usage.stream.app import StallGuard
+    from sentinel_usage.stream.positions import StallGuard
 
     guard = StallGuard(after=10.0)
     # records just fetched, not yet handed over: a stall only if nothing moves for 10 s
