@@ -153,38 +153,59 @@ class UsageSink:
             return written
 
     async def process(self, records: Sequence[SourceRecord]) -> int:
-        """Handle one batch; return the number of new events written."""
+        """Handle one batch, step by step in the order the module docstring explains;
+        return the number of new events written. A write that fails for a dependency
+        (RETRYABLE: back-pressure) is retried inside its step; an invalid record is a
+        DeadLetter of `decode`, sent by `dead_letter` after the writes."""
         started = time.perf_counter()
-        if not self._started:
-            # Windows recovered from the changelog may not have reached the
-            # rollups before a crash: write them all once.
-            await self._retry(self._rollups.write, self._windows.resident())
-            self._started = True
-        # Decoding is most of the CPU of a batch and touches no shared state: in a
-        # thread, so that the event loop (and the API served from it in `up`) is
-        # not held for the whole batch.
-        decoded = await asyncio.to_thread(decode_records, list(records), self._validator)
+        await self._recover_once()
+        decoded = await self._decode(records)
         fresh = await self._fresh(decoded.table)
-
-        assigned = self._windows.assign(fresh)
-        loaded = await self._retry(self._rollups.load, self._windows.missing(assigned.keys))
-        changed = self._windows.apply(assigned, loaded)
-        await self._retry_async("changelog flush", self._flush_changelog)
-
-        await self._retry(self._writer.write, fresh)
-        assert self._ids is not None  # set by _fresh above
-        self._ids.add(fresh.column("project_id"), fresh.column("event_id"))
-        await self._retry(self._rollups.write, changed)
-        for dead in decoded.dead_letters:
-            await self._dead_letter(dead)
-        self._account_dead_letters(decoded)
+        changed = await self._window(fresh)
+        await self._persist(fresh, changed)
+        await self._dead_letter_all(decoded)
         await self._maybe_evict()
-
         self._observe(fresh)
         EVENTS_WRITTEN.inc(fresh.num_rows)
         WINDOWS_WRITTEN.inc(len(changed))
         SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
         return int(fresh.num_rows)
+
+    # -- the steps -----------------------------------------------------------------
+
+    async def _recover_once(self) -> None:
+        """Windows recovered from the changelog may not have reached the rollups before
+        a crash: at the first batch, write them all once."""
+        if not self._started:
+            await self._retry(self._rollups.write, self._windows.resident())
+            self._started = True
+
+    async def _decode(self, records: Sequence[SourceRecord]) -> DecodedBatch:
+        # Decoding is most of the CPU of a batch and touches no shared state: in a
+        # thread, so that the event loop (and the API served from it in `up`) is not
+        # held for the whole batch.
+        return await asyncio.to_thread(decode_records, list(records), self._validator)
+
+    async def _window(self, fresh: pa.Table) -> list[WindowState]:
+        """Apply the events to their windows (loading those not resident from the
+        rollups), then flush the changelog: the windows are durable before the rows."""
+        assigned = self._windows.assign(fresh)
+        loaded = await self._retry(self._rollups.load, self._windows.missing(assigned.keys))
+        changed = self._windows.apply(assigned, loaded)
+        await self._retry_async("changelog flush", self._flush_changelog)
+        return changed
+
+    async def _persist(self, fresh: pa.Table, changed: list[WindowState]) -> None:
+        """The rows, then the windows they changed."""
+        await self._retry(self._writer.write, fresh)
+        assert self._ids is not None  # set by _fresh
+        self._ids.add(fresh.column("project_id"), fresh.column("event_id"))
+        await self._retry(self._rollups.write, changed)
+
+    async def _dead_letter_all(self, decoded: DecodedBatch) -> None:
+        for dead in decoded.dead_letters:
+            await self._dead_letter(dead)
+        self._account_dead_letters(decoded)
 
     def _observe(self, events: pa.Table) -> None:
         if events.num_rows == 0:
