@@ -12,7 +12,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from sentinel_usage.core.wire import BATCH_SCHEMA
+from sentinel_usage.core.columns import validate_events
+from sentinel_usage.core.events import EventValidator
+from sentinel_usage.core.wire import BATCH_SCHEMA, pack_columns
 
 ENDPOINTS = ["/v1/items/{id}", "/v1/orders", "/v1/search", "/v1/users/{id}", "/v1/reports"]
 
@@ -58,11 +60,17 @@ def events(n: int, passes: int, seed: int = 1, project: str = "bench") -> list[d
 
 
 async def fill_topic(
-    bootstrap: str, topic: str, items: list[dict[str, Any]], per_message: int
+    bootstrap: str,
+    topic: str,
+    items: list[dict[str, Any]],
+    per_message: int,
+    columnar: bool = False,
 ) -> int:
     """Write `items` as envelopes of `per_message` events of one pass (or bare events
     when per_message is 1), in the order the events come, as a gateway's producer
-    packs them (a pass's envelope goes when it is full); returns the number of messages."""
+    packs them (a pass's envelope goes when it is full); returns the number of messages.
+    `columnar`: the envelopes as the HTTP ingest writes them (sentinel.usage.batch/2,
+    validated here, before the clock starts)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks=1, linger_ms=20, max_request_size=4 * 1024 * 1024,
         max_batch_size=1024 * 1024,
@@ -74,11 +82,13 @@ async def fill_topic(
 
     async def send(pass_id: str, chunk: list[dict[str, Any]]) -> None:
         nonlocal sent, futures
-        value = (
-            orjson.dumps(chunk[0])
-            if per_message == 1
-            else orjson.dumps({"schema": BATCH_SCHEMA, "events": chunk})
-        )
+        if columnar:
+            (envelope,) = pack_columns(validate_events(chunk, EventValidator()).table)
+            value = envelope.payload
+        elif per_message == 1:
+            value = orjson.dumps(chunk[0])
+        else:
+            value = orjson.dumps({"schema": BATCH_SCHEMA, "events": chunk})
         futures.append(await producer.send(topic, value, key=pass_id.encode()))
         sent += 1
         if len(futures) >= 2000:

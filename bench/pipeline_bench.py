@@ -1,8 +1,13 @@
 """Pipeline throughput, freshness, query latency and memory, measured in one run.
 
   stream  events/s from a pre-filled events topic to rows in ClickHouse (activity log
-          and rollups): the real worker (`sentinel-usage worker`) in its own process
-  raw     the same topic read by a bare aiokafka consumer that only decodes (the ceiling)
+          and rollups): the real worker (`sentinel-usage worker`) in its own process;
+          the topic holds JSON envelopes, as gateways and third-party producers write
+          them (the worker validates their events)
+  stream_columns  the same from columnar batches, as the HTTP ingest writes them
+          (validated there: the worker reads them straight into columns)
+  raw     the JSON topic read by a bare aiokafka consumer that decodes each message
+          into columns, and nothing more (the ceiling)
   naive   one Kafka message per event through a minimal Faust agent, one insert per 1,000
   ingest  events/s through POST /v1/events, 1,000-event requests, concurrent clients
   fresh   p50/p95 from the ingest response to the row in the activity endpoint and the
@@ -26,12 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
+import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench import http_bench, query_bench
 from bench.common import events, fill_topic, peak_rss_mb
 from sentinel_usage.cli.tansu import TansuBroker
+from sentinel_usage.core.wire import decode_message
 from sentinel_usage.ingest.admin import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,11 +106,35 @@ async def raw_consume(bootstrap: str, topic: str, expected_events: int) -> float
             batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
             for messages in batch.values():
                 for message in messages:
-                    document = orjson.loads(message.value)
-                    seen += len(document["events"]) if "events" in document else 1
+                    decoded = decode_message(message.value)
+                    columns = decoded.columns or pa.Table.from_pylist(decoded.events)
+                    seen += columns.num_rows
     finally:
         await consumer.stop()
     return seen / (time.perf_counter() - started)
+
+
+def stream_run(tmp: str, name: str, items: list[dict[str, Any]], per_message: int,
+               columnar: bool) -> tuple[float, float]:  # fmt: skip
+    """The worker over a topic of its own broker filled with `items`: (events/s, RSS)."""
+    with TansuBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        asyncio.run(ensure_topics(bootstrap, partitions=4))
+        asyncio.run(fill_topic(bootstrap, "sentinel.usage.events", items, per_message, columnar))
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "SENTINEL_DATA_DIR": str(Path(tmp) / name),
+            "SENTINEL_LOG_LEVEL": "WARNING",
+            "SENTINEL_METRICS_PORT": "0",
+        }
+        process = worker(env, "worker")
+        try:
+            return run_until_drained(
+                process, bootstrap, "sentinel-usage", "sentinel.usage.events", per_message
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
 
 
 def main() -> None:
@@ -115,7 +145,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=200)
     parser.add_argument("--query-rows", type=int, default=10_000_000)
     parser.add_argument("--ingest-events", type=int, default=200_000)
-    parser.add_argument("--only", default="stream,raw,naive,ingest,fresh,query")
+    parser.add_argument("--only", default="stream,stream_columns,raw,naive,ingest,fresh,query")
     args = parser.parse_args()
     only = set(args.only.split(","))
     results: dict[str, Any] = {}
@@ -140,22 +170,14 @@ def main() -> None:
             print(f"raw: {results['raw_eps']:.0f} events/s")
 
         if "stream" in only:
-            env = {
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "SENTINEL_DATA_DIR": str(Path(tmp) / "stream"),
-                "SENTINEL_LOG_LEVEL": "WARNING",
-                "SENTINEL_METRICS_PORT": "0",
-            }
-            process = worker(env, "worker")
-            try:
-                eps, rss = run_until_drained(
-                    process, bootstrap, "sentinel-usage", "sentinel.usage.events", args.per_message
-                )
-            finally:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+            eps, rss = stream_run(tmp, "stream", items, args.per_message, columnar=False)
             results["stream_eps"], results["worker_rss_mb"] = eps, rss
             print(f"stream: {eps:.0f} events/s, worker peak RSS {rss:.0f} MB")
+
+        if "stream_columns" in only:
+            eps, rss = stream_run(tmp, "columns", items, args.per_message, columnar=True)
+            results["stream_columns_eps"] = eps
+            print(f"stream_columns: {eps:.0f} events/s, worker peak RSS {rss:.0f} MB")
 
         if "naive" in only:
             naive_items = events(args.naive_events, args.passes, seed=2)
@@ -184,8 +206,9 @@ def main() -> None:
         if "query" in only:
             results.update(query_bench.run(Path(tmp) / "query", bootstrap, args.query_rows))
 
-    fields = ("stream_eps", "raw_eps", "naive_eps", "ingest_eps", "fresh_p95_ms",
-              "timeline_p95_ms", "usage_p95_ms", "export_10k_ms", "worker_rss_mb")  # fmt: skip
+    fields = ("stream_eps", "stream_columns_eps", "raw_eps", "naive_eps", "ingest_eps",
+              "fresh_p95_ms", "timeline_p95_ms", "usage_p95_ms", "export_10k_ms",
+              "worker_rss_mb")  # fmt: skip
     print(
         "bench: " + " ".join(f"{f}={results[f]:.0f}" if f in results else f"{f}=-" for f in fields)
     )
