@@ -240,7 +240,7 @@ def _print_banner(settings: Settings, port: int) -> None:
         "sentinel-usage is up",
         f"  API            {base}   (OpenAPI: {base}/docs)",
         f"  health         {base}/healthz   {base}/readyz",
-        f"  Usage tab      {base}/ui/projects/demo   (Local sign-in on the page)",
+        f"  pass pages     {base}/ui/projects/demo   (Local sign-in on the page)",
         *(
             [f"  demo API       {base}/demo/v1/items   (behind the gateway: a pass token)"]
             if settings.mode == "local"
