@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable, Generator
 
 import faust
@@ -25,21 +26,21 @@ class EmbeddedServer(uvicorn.Server):
 def attach_api(
     app: faust.App,
     api: FastAPI,
-    host: str,
-    port: int,
+    sock: socket.socket,
     on_started: Callable[[int], None] | None = None,
 ) -> None:
+    """Serve `api` on `sock` (bound already: see `up`) from a task of the Faust app."""
+    port = int(sock.getsockname()[1])
+
     async def serve_api() -> None:
-        config = uvicorn.Config(
-            api, host=host, port=port, log_config=None, access_log=False, lifespan="on"
-        )
+        config = uvicorn.Config(api, log_config=None, access_log=False, lifespan="on")
         server = EmbeddedServer(config)
-        serving = asyncio.ensure_future(server.serve())
+        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
         try:
             while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
                 await asyncio.sleep(0.05)
             if server.started and on_started is not None:
-                on_started(_bound_port(server, port))
+                on_started(port)
             await asyncio.shield(serving)
         except asyncio.CancelledError:
             server.should_exit = True
@@ -48,10 +49,3 @@ def attach_api(
             raise
 
     app.task(serve_api)
-
-
-def _bound_port(server: uvicorn.Server, default: int) -> int:
-    for srv in getattr(server, "servers", []):
-        for sock in srv.sockets:
-            return int(sock.getsockname()[1])
-    return default

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Sequence
@@ -145,7 +146,8 @@ def _prepare(settings: Settings) -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _worker(settings: Settings, with_api: bool = False) -> int:
+def _worker(settings: Settings, api_socket: socket.socket | None = None) -> int:
+    """The stream worker; with `api_socket` (bound by `up`), the API served from it too."""
     from sentinel_usage.api.services import journal_directory
     from sentinel_usage.ingest.durable import replay_journal
     from sentinel_usage.ingest.journal import IngestJournal
@@ -167,19 +169,13 @@ def _worker(settings: Settings, with_api: bool = False) -> int:
     validator = EventValidator(ValidationPolicy.from_settings(settings))
     app = create_stream_app(settings, connect(settings.clickhouse_dsn), validator)
     settings = settings.model_copy(update={"metrics_port": serve_metrics(settings)})
-    if with_api:
+    if api_socket is not None:
         from sentinel_usage.api.app import create_app
         from sentinel_usage.api.services import build_services
         from sentinel_usage.cli.api_task import attach_api
 
         api = create_app(build_services(settings, journal))
-        attach_api(
-            app,
-            api,
-            settings.api_host,
-            settings.api_port,
-            on_started=lambda port: _print_banner(settings, port),
-        )
+        attach_api(app, api, api_socket, on_started=lambda port: _print_banner(settings, port))
     run_worker(app, settings.log_level)
     return 0
 
@@ -208,6 +204,9 @@ def _up(settings: Settings) -> int:
 
     settings = with_local_jwt_secret(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The API's port is taken first: the broker's and the metrics' ports, chosen next,
+    # once took it in the moment before uvicorn bound it ("address already in use").
+    api_socket = _bind(settings.api_host, settings.api_port)
     broker = None
     if settings.embedded_broker:
         broker = TansuBroker(log_path=settings.data_dir / "tansu.log").start()
@@ -220,10 +219,27 @@ def _up(settings: Settings) -> int:
             }
         )
     try:
-        return _worker(settings, with_api=True)
+        return _worker(settings, api_socket)
     finally:
+        api_socket.close()
         if broker is not None:
             broker.stop()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn would bind it (it listens)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): another process has it; "
+            "stop it, or set SENTINEL_API_PORT"
+        ) from None
+    return sock
 
 
 def serve_metrics(settings: Settings) -> int:
