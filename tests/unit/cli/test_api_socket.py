@@ -15,7 +15,7 @@ def test_the_port_is_held_from_the_start() -> None:
     held = _bind("127.0.0.1", 0)
     try:
         port = held.getsockname()[1]
-        with socket.socket() as other, pytest.raises(OSError):
+        with socket.socket() as other, pytest.raises(OSError, match="already in use"):
             other.bind(("127.0.0.1", port))  # no one else can take it meanwhile
     finally:
         held.close()
