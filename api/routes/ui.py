@@ -31,6 +31,9 @@ class PassTab(StrEnum):
     SETTINGS = "settings"
 
 
+TABS: Final = frozenset(tab.value for tab in PassTab)
+
+
 def _page(name: str) -> FileResponse:
     return FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
 
@@ -46,7 +49,9 @@ async def pass_page(project_id: str, pass_id: str) -> FileResponse:
 
 
 @router.get("/ui/projects/{project_id}/passes/{pass_id}/{tab}")
-async def pass_tab_page(project_id: str, pass_id: str, tab: PassTab) -> FileResponse:
+async def pass_tab_page(project_id: str, pass_id: str, tab: str) -> FileResponse:
+    if tab not in TABS:  # a page that does not exist, not a malformed request
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
     return _page("pass.html")
 
 

@@ -38,3 +38,13 @@ def test_the_api_port_serves_no_metrics(api_client: TestClient) -> None:
     """Issue 12: /metrics listed every tenant's passes to anyone reaching the API port;
     metrics have a listener of their own (SENTINEL_METRICS_HOST, loopback by default)."""
     assert api_client.get("/metrics").status_code == 404
+
+
+def test_each_tab_of_a_pass_has_its_page_and_another_name_is_not_found(
+    api_client: TestClient,
+) -> None:
+    for tab in ("overview", "permissions", "usage", "settings"):
+        page = api_client.get(f"/ui/projects/proj-a/passes/SP-2026-AAAAAA/{tab}")
+        assert page.status_code == 200
+        assert 'id="tab-settings"' in page.text
+    assert api_client.get("/ui/projects/proj-a/passes/SP-2026-AAAAAA/nope").status_code == 404
