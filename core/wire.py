@@ -79,16 +79,26 @@ def pack_envelopes(
 
 
 def _chunks(pass_id: str, wires: list[dict[str, Any]]) -> Iterator[Envelope]:
-    start = 0
-    step = MAX_ENVELOPE_EVENTS
-    while start < len(wires):
-        chunk = wires[start : start + step]
-        payload = orjson.dumps({"schema": BATCH_SCHEMA, "events": chunk})
-        if len(payload) > MAX_ENVELOPE_BYTES and len(chunk) > 1:
-            step = max(1, len(chunk) // 2)
+    def encode(start: int, count: int) -> tuple[str, bytes]:
+        chunk = wires[start : start + count]
+        return pass_id, orjson.dumps({"schema": BATCH_SCHEMA, "events": chunk})
+
+    return _bounded(len(wires), encode)
+
+
+def _bounded(rows: int, encode: Callable[[int, int], tuple[str, bytes]]) -> Iterator[Envelope]:
+    """Envelopes of `rows` rows in order, `encode(start, count)` giving each one's key and
+    payload: at most MAX_ENVELOPE_EVENTS rows, halved until the payload is within
+    MAX_ENVELOPE_BYTES (a single row goes whatever its size)."""
+    start, step = 0, MAX_ENVELOPE_EVENTS
+    while start < rows:
+        count = min(step, rows - start)
+        key, payload = encode(start, count)
+        if len(payload) > MAX_ENVELOPE_BYTES and count > 1:
+            step = max(1, count // 2)
             continue
-        yield Envelope(pass_id, payload, len(chunk))
-        start += len(chunk)
+        yield Envelope(key, payload, count)
+        start += count
         step = MAX_ENVELOPE_EVENTS
 
 
@@ -113,16 +123,11 @@ def pack_columns(
 
 
 def _column_chunks(rows: pa.Table) -> Iterator[Envelope]:
-    start, step = 0, MAX_ENVELOPE_EVENTS
-    while start < rows.num_rows:
-        chunk = rows.slice(start, step)
-        payload = _columns_payload(chunk)
-        if len(payload) > MAX_ENVELOPE_BYTES and chunk.num_rows > 1:
-            step = max(1, chunk.num_rows // 2)
-            continue
-        yield Envelope(chunk.column("pass_id")[0].as_py(), payload, chunk.num_rows)
-        start += chunk.num_rows
-        step = MAX_ENVELOPE_EVENTS
+    def encode(start: int, count: int) -> tuple[str, bytes]:
+        chunk = rows.slice(start, count)
+        return chunk.column("pass_id")[0].as_py(), _columns_payload(chunk)
+
+    return _bounded(rows.num_rows, encode)
 
 
 def _columns_payload(chunk: pa.Table) -> bytes:
