@@ -195,17 +195,28 @@ export function showCredentials(container, credentials) {
         <pre data-format="${key}">${escapeHtml(credentials.formats[key])}</pre>
       </figure>`).join("")}`;
   container.querySelectorAll("button.copy").forEach((button) => {
-    button.addEventListener("click", async () => {
-      const text = container.querySelector(`pre[data-format=${button.dataset.copy}]`).textContent;
-      const said = button.parentElement.querySelector(".copied");
-      try {
-        await navigator.clipboard.writeText(text);
-        said.textContent = "Copied";
-      } catch {
-        said.textContent = "Copy failed: select the text and copy it by hand";
-      }
-    });
+    button.addEventListener("click", () => copyText(
+      button, container.querySelector(`pre[data-format=${button.dataset.copy}]`).textContent,
+    ));
   });
+}
+
+// Copies `text`, and says how it went in the `.copied` status beside `button`.
+export async function copyText(button, text) {
+  const said = button.parentElement.querySelector(".copied");
+  try {
+    await navigator.clipboard.writeText(text);
+    said.textContent = "Copied";
+  } catch {
+    said.textContent = "Copy failed: select the text and copy it by hand";
+  }
+}
+
+// The page's notice line (`#page-notice`): `text`, or hidden when empty.
+export function say(text) {
+  const notice = document.querySelector("#page-notice");
+  notice.textContent = text;
+  notice.hidden = !text;
 }
 
 export function clearCredentials(container) {

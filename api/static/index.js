@@ -3,7 +3,7 @@
 // once.
 import {
   STATE_LABELS, apiJson, clearCredentials, escapeHtml, expiry, fieldErrors, humanize, number,
-  openDialog, percent, renderPassFields, send, showCredentials, showFieldErrors, signIn, when,
+  openDialog, percent, renderPassFields, say, send, showCredentials, showFieldErrors, signIn, when,
 } from "/ui/static/common.js";
 
 const PAGE_SIZE = 24;
@@ -17,11 +17,6 @@ const list = { search: "", state: "", cursors: [null], next: null };
 document.querySelector("#project-title").textContent = `Sentinel Passes · ${projectId}`;
 
 const detail = (passId, tab) => `/ui/projects/${encodeURIComponent(projectId)}/passes/${encodeURIComponent(passId)}/${tab}`;
-
-function say(text) {
-  $("#page-notice").textContent = text;
-  $("#page-notice").hidden = !text;
-}
 
 // -- the list --------------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 // own URL (/ui/projects/{p}/passes/{pass_id}/{tab}); the tab shown is the only one that
 // refreshes.
 import {
-  ApiError, Poller, STATE_LABELS, apiJson, capabilities, clearCredentials, confirmAction, day,
+  ApiError, Poller, STATE_LABELS, apiJson, capabilities, clearCredentials, confirmAction, copyText, day,
   escapeHtml, expiry, fieldErrors, humanize, millis, number, openDialog, percent,
-  renderPassFields, scopeLabel, send, showCredentials, showFieldErrors, signIn, when,
+  renderPassFields, say, scopeLabel, send, showCredentials, showFieldErrors, signIn, when,
 } from "/ui/static/common.js";
 import { mountUsage } from "/ui/static/usage.js";
 
@@ -66,11 +66,6 @@ function wireTabs() {
 }
 
 // -- the pass's record, on every tab ------------------------------------------------------
-
-function say(text) {
-  $("#page-notice").textContent = text;
-  $("#page-notice").hidden = !text;
-}
 
 async function loadPass() {
   try {
@@ -258,15 +253,7 @@ function wireActions() {
   });
   // Escape must not leave a secret on the page either.
   $("#secret-dialog").addEventListener("close", () => clearCredentials($("#secret-credentials")));
-  $("#copy-client-id").addEventListener("click", async (event) => {
-    const said = event.target.parentElement.querySelector(".copied");
-    try {
-      await navigator.clipboard.writeText(pass.client_id);
-      said.textContent = "Copied";
-    } catch {
-      said.textContent = "Copy failed";
-    }
-  });
+  $("#copy-client-id").addEventListener("click", (event) => copyText(event.target, pass.client_id));
   $("#scopes-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const scopes = event.target.elements.scopes.value;
