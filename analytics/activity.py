@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 import orjson
 
-from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
-from sentinel_usage.analytics.scope import ProjectScope
-from sentinel_usage.core.errors import DependencyUnavailableError, SentinelError
-from sentinel_usage.core.events import event_time
+from sentinel_usage.analytics.clickhouse import ClickHouse
+from sentinel_usage.analytics.scope import ProjectScope, ScopedQuery
+from sentinel_usage.core.errors import SentinelError
 from sentinel_usage.core.windows import EPOCH
 
 ROW_COLUMNS: Final = (
@@ -51,25 +50,26 @@ class ActivityFilter:
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # exclusive
 
-    def where(self) -> tuple[str, dict[str, Any]]:
-        clauses: list[str] = []
-        params: dict[str, Any] = {}
+    def narrow(self, query: ScopedQuery) -> ScopedQuery:
+        """`query` with these filters."""
         if self.activity_type is not None:
-            clauses.append("activity_type = {activity_type:String}")
-            params["activity_type"] = self.activity_type
+            query = query.where(
+                "activity_type = {activity_type:String}", activity_type=self.activity_type
+            )
         if self.status is not None:
-            clauses.append("success = {success:Bool}")
-            params["success"] = self.status == "success"
+            query = query.where("success = {success:Bool}", success=self.status == "success")
         if self.endpoint:
-            clauses.append("positionCaseInsensitiveUTF8(endpoint, {endpoint:String}) > 0")
-            params["endpoint"] = self.endpoint
+            query = query.where(
+                "positionCaseInsensitiveUTF8(endpoint, {endpoint:String}) > 0",
+                endpoint=self.endpoint,
+            )
         if self.start is not None:
-            clauses.append("started_at >= {start:DateTime64(3, 'UTC')}")
-            params["start"] = _storable(self.start)
+            query = query.where(
+                "started_at >= {start:DateTime64(3, 'UTC')}", start=_storable(self.start)
+            )
         if self.end is not None:
-            clauses.append("started_at < {end:DateTime64(3, 'UTC')}")
-            params["end"] = _storable(self.end)
-        return " AND ".join(clauses) or "1", params
+            query = query.where("started_at < {end:DateTime64(3, 'UTC')}", end=_storable(self.end))
+        return query
 
     def describe(self) -> dict[str, str]:
         """The filters in force, for the export audit trail."""
@@ -147,14 +147,8 @@ class ExportBatch:
         return self.next_cursor is not None
 
 
-@dataclass(frozen=True)
-class _Query:
-    where: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
 class ActivityLogQuery:
-    """Blocking: call from a thread in async code.
+    """Blocking: async code calls it through analytics/facade.py.
 
     FINAL folds redelivered duplicates that ClickHouse has not merged yet.
     Rows are ordered by (started_at, event_id); note that ClickHouse orders
@@ -162,13 +156,12 @@ class ActivityLogQuery:
     cursors compare with ClickHouse's own order, so paging stays consistent.
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self._clickhouse = clickhouse
 
     def pass_exists(self, scope: ProjectScope, pass_id: str) -> bool:
-        where, params = scope.where(pass_id)
-        rows = self._query(f"SELECT 1 FROM activity_log WHERE {where} LIMIT 1", params)
-        return bool(rows)
+        query = scope.on("activity_log", pass_id, final=False)
+        return bool(self._clickhouse.select(query, "1", "LIMIT 1"))
 
     def page(
         self,
@@ -182,27 +175,28 @@ class ActivityLogQuery:
         """Newest first. With `after`, the rows following that cursor (keyset
         paging: a growing log is walked without skips or repeats); without, the
         `page`-th page by offset."""
-        base = self._base(scope, pass_id, filters)
-        total = self._query(
-            f"SELECT count() FROM activity_log FINAL WHERE {base.where}", base.params
-        )[0][0]
-        where, params = base.where, dict(base.params)
+        query = filters.narrow(scope.on("activity_log", pass_id))
+        total = self._count(query)
         offset = (page - 1) * per_page
         if after is not None:
-            where += " AND (started_at, event_id) < ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})"
-            params.update(c_at=after.started_at, c_id=after.event_id)
+            query = query.where(
+                "(started_at, event_id) < ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})",
+                c_at=after.started_at,
+                c_id=after.event_id,
+            )
             offset = 0
-        rows = self._query(
-            f"SELECT {_SELECT} FROM activity_log FINAL WHERE {where} "
-            "ORDER BY started_at DESC, event_id DESC "
-            "LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
-            {**params, "limit": per_page + 1, "offset": offset},
+        rows = self._clickhouse.select(
+            query,
+            _SELECT,
+            "ORDER BY started_at DESC, event_id DESC LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
+            limit=per_page + 1,
+            offset=offset,
         )
         items = [_row(r) for r in rows[:per_page]]
         more = len(rows) > per_page
         last = items[-1] if items and more else None
         next_cursor = Cursor("desc", last["started_at"], last["event_id"]) if last else None
-        return ActivityPage(items, int(total), next_cursor)
+        return ActivityPage(items, total, next_cursor)
 
     def export_batch(
         self,
@@ -222,43 +216,37 @@ class ActivityLogQuery:
         still in flight when the first batch is read cannot turn up later
         behind the cursor.
         """
-        snapshot = event_time(self._query("SELECT now64(3)", {})[0][0]) - snapshot_lag
+        snapshot = self._clickhouse.now() - snapshot_lag
         if after is not None and after.snapshot is not None:
             snapshot = min(snapshot, after.snapshot)  # a cursor never widens the snapshot
-        base = self._base(scope, pass_id, filters)
-        where = base.where + " AND ingested_at <= {snapshot:DateTime64(3, 'UTC')}"
-        params = {**base.params, "snapshot": snapshot}
-        total = self._query(f"SELECT count() FROM activity_log FINAL WHERE {where}", params)[0][0]
-        if after is not None:
-            where += " AND (started_at, event_id) > ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})"
-            params.update(c_at=after.started_at, c_id=after.event_id)
-        rows = self._query(
-            f"SELECT {_SELECT} FROM activity_log FINAL WHERE {where} "
-            "ORDER BY started_at ASC, event_id ASC LIMIT {limit:UInt32}",
-            {**params, "limit": limit + 1},
+        query = filters.narrow(scope.on("activity_log", pass_id)).where(
+            "ingested_at <= {snapshot:DateTime64(3, 'UTC')}", snapshot=snapshot
         )
+        total = self._count(query)
+        if after is not None:
+            query = query.where(
+                "(started_at, event_id) > ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})",
+                c_at=after.started_at,
+                c_id=after.event_id,
+            )
+        rows = self._clickhouse.select(
+            query, _SELECT, "ORDER BY started_at ASC, event_id ASC LIMIT {limit:UInt32}",
+            limit=limit + 1,
+        )  # fmt: skip
         items = [_row(r) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = items[-1]
             next_cursor = Cursor("asc", last["started_at"], last["event_id"], snapshot)
-        return ExportBatch(items, int(total), snapshot, next_cursor)
+        return ExportBatch(items, total, snapshot, next_cursor)
 
-    def _base(self, scope: ProjectScope, pass_id: str, filters: ActivityFilter) -> _Query:
-        scope_where, params = scope.where(pass_id)
-        filter_where, filter_params = filters.where()
-        return _Query(f"{scope_where} AND {filter_where}", {**params, **filter_params})
-
-    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        try:
-            return list(self._client.query(sql, parameters=params).result_rows)
-        except UNAVAILABLE_ERRORS as exc:
-            raise DependencyUnavailableError(f"ClickHouse query failed: {exc}") from exc
+    def _count(self, query: ScopedQuery) -> int:
+        ((total,),) = self._clickhouse.select(query, "count()")
+        return int(total)
 
 
 def _row(values: tuple[Any, ...]) -> dict[str, Any]:
     row = dict(zip(ROW_COLUMNS, values, strict=True))
-    row["started_at"] = event_time(row["started_at"])
     row["success"] = bool(row["success"])
     for optional in ("client_ip", "user_agent", "error_message"):
         row[optional] = row[optional] or None

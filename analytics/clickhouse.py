@@ -1,23 +1,33 @@
-"""Opening ClickHouse: a server over HTTP, or the in-process chDB engine.
+"""ClickHouse, the one door: a server over HTTP or the in-process chDB engine.
 
-Both go through clickhouse-connect's synchronous client; the in-process
-engine allows one data directory per process (a second process opening it
-fails), and its client has no async variant, so async callers use threads.
+Every statement of analytics/ goes through `ClickHouse`, which maps failures to
+the two retryable kinds callers handle, reads datetimes as aware UTC, and reads
+a tenant's rows only through a ScopedQuery (analytics/scope.py), so a tenant
+query without its project filter cannot be written. clickhouse-connect's client
+is synchronous (chDB's has no async variant): async callers go through the
+thread pool of analytics/facade.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
+from sentinel_usage.analytics.scope import ScopedQuery
 from sentinel_usage.core.errors import DependencyUnavailableError, StorageError
 
 # Errors that mean "ClickHouse is not there right now": retry, never dead-letter.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, ConnectionError, OSError)
+
+# clickhouse-connect returns DateTime64(3, 'UTC') values as naive datetimes by default;
+# "aware" gives them tzinfo=UTC, so no reader converts them again.
+_AWARE: Final = "aware"
 
 
 @contextmanager
@@ -36,14 +46,81 @@ def storage_call(what: str) -> Iterator[None]:
         raise StorageError(f"{what} failed: {exc}") from exc
 
 
-def connect(dsn: str, database: str | None = None, **settings: Any) -> Any:
-    """A clickhouse-connect client for `dsn` (`http(s)://...` or `chdb:///path`)."""
+class ClickHouse:
+    """Blocking, like the client it wraps; safe to share between threads (each call
+    is one request, or one chDB query). Raises DependencyUnavailableError or
+    StorageError, never the driver's own exceptions."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    # A tenant's rows: the only read the API's queries make.
+
+    def select(
+        self, query: ScopedQuery, columns: str, tail: str = "", **parameters: Any
+    ) -> list[tuple[Any, ...]]:
+        """`SELECT columns FROM query's table WHERE <project filter> AND ... tail`."""
+        sql, bound = query.render(columns, tail, parameters)
+        return self.unscoped_rows(sql, bound, what=f"{query.table} query")
+
+    # The pipeline's own statements, over every tenant at once (the sink's lookups,
+    # reconciliation, migrations, tests' checks). Never called on a user's behalf.
+
+    def unscoped_rows(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, what: str
+    ) -> list[tuple[Any, ...]]:
+        with storage_call(what):
+            result = self._client.query(sql, parameters=parameters, tz_mode=_AWARE)
+            return list(result.result_rows)
+
+    def arrow(self, sql: str, parameters: Mapping[str, Any], *, what: str) -> pa.Table:
+        with storage_call(what):
+            return self._client.query_arrow(sql, parameters=parameters)
+
+    @contextmanager
+    def arrow_blocks(
+        self, sql: str, parameters: Mapping[str, Any], *, what: str
+    ) -> Iterator[Iterator[pa.RecordBatch]]:
+        """The result in Arrow record batches as ClickHouse sends them (bounded memory)."""
+        with storage_call(what), self._client.query_arrow_stream(sql, parameters=parameters) as s:
+            yield s
+
+    def command(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        what: str = "command",
+        settings: Mapping[str, Any] | None = None,
+    ) -> Any:
+        with storage_call(what):
+            return self._client.command(sql, parameters=parameters, settings=settings)
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        with storage_call(f"{table} insert"):
+            self._client.insert(table, rows, column_names=columns)
+
+    def insert_arrow(self, table: str, block: pa.Table) -> None:
+        with storage_call(f"{table} insert"):
+            self._client.insert_arrow(table, block)
+
+    def now(self) -> datetime:
+        """ClickHouse's clock (the one `ingested_at` and `updated_at` are written with)."""
+        ((now,),) = self.unscoped_rows("SELECT now64(3, 'UTC')", what="clock")
+        return now  # type: ignore[no-any-return]
+
+
+def connect(dsn: str, database: str | None = None, **settings: Any) -> ClickHouse:
+    """ClickHouse at `dsn` (`http(s)://...` or `chdb:///path`)."""
     try:
-        return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings or None)
+        client = clickhouse_connect.get_client(
+            dsn=dsn, database=database, settings=settings or None
+        )
     except UNAVAILABLE_ERRORS as exc:
         raise DependencyUnavailableError(
             f"ClickHouse unreachable at {_redact(dsn)}: {exc}"
         ) from exc
+    return ClickHouse(client)
 
 
 def _redact(dsn: str) -> str:

@@ -8,11 +8,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 import structlog
 
 from sentinel_usage.analytics import migrations as migrations_package
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.migrations.context import MigrationContext
 
 log = structlog.get_logger(__name__)
@@ -55,17 +55,18 @@ def discover() -> list[Migration]:
     return found
 
 
-def applied_ids(client: Any) -> set[int]:
+def applied_ids(client: ClickHouse) -> set[int]:
     client.command(MIGRATIONS_TABLE)
-    return {row[0] for row in client.query("SELECT id FROM schema_migrations FINAL").result_rows}
+    rows = client.unscoped_rows("SELECT id FROM schema_migrations FINAL", what="migrations")
+    return {row[0] for row in rows}
 
 
-def pending(client: Any) -> list[Migration]:
+def pending(client: ClickHouse) -> list[Migration]:
     done = applied_ids(client)
     return [m for m in discover() if m.id not in done]
 
 
-def migrate(client: Any, ctx: MigrationContext) -> list[str]:
+def migrate(client: ClickHouse, ctx: MigrationContext) -> list[str]:
     """Apply what is pending; return the names applied. Safe to run concurrently and again."""
     applied = []
     for migration in pending(client):
@@ -78,7 +79,7 @@ def migrate(client: Any, ctx: MigrationContext) -> list[str]:
     return applied
 
 
-def rollback(client: Any, ctx: MigrationContext, to: int) -> list[str]:
+def rollback(client: ClickHouse, ctx: MigrationContext, to: int) -> list[str]:
     """Undo applied migrations above number `to`, newest first."""
     undone = []
     done = applied_ids(client)
@@ -104,13 +105,14 @@ RETAINED_TABLES = {
 }
 
 
-def _align_retention(client: Any, ctx: MigrationContext) -> None:
+def _align_retention(client: ClickHouse, ctx: MigrationContext) -> None:
     """The TTLs follow SENTINEL_RETENTION_DAYS even after the tables were created."""
-    rows = client.query(
+    rows = client.unscoped_rows(
         "SELECT name, engine_full FROM system.tables "
         "WHERE database = currentDatabase() AND name IN {names:Array(String)}",
-        parameters={"names": list(RETAINED_TABLES)},
-    ).result_rows
+        {"names": list(RETAINED_TABLES)},
+        what="retention",
+    )
     wanted = f"toIntervalDay({ctx.retention_days})"
     for table, engine_full in rows:
         if wanted not in engine_full:

@@ -14,14 +14,13 @@ stream/windows.py: `intDiv(epoch_ms, step) * step`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import pyarrow as pa
 
-from sentinel_usage.analytics.clickhouse import storage_call
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.core.aggregate import WindowKey
 from sentinel_usage.core.columns import EVENT_SCHEMA
-from sentinel_usage.core.events import event_time
 from sentinel_usage.core.windows import EPOCH
 
 _WINDOW_MS: Final = "intDiv(toUnixTimestamp64Milli(started_at), {step:UInt64}) * {step:UInt64}"
@@ -41,17 +40,15 @@ ROW_SCHEMA: Final = pa.schema(
 class RawWindows:
     """Blocking; raises DependencyUnavailableError or StorageError like the writer."""
 
-    def __init__(self, client: Any, window_seconds: int) -> None:
-        self._client = client
+    def __init__(self, clickhouse: ClickHouse, window_seconds: int) -> None:
+        self._clickhouse = clickhouse
         self._step = window_seconds * 1000
 
     def last_rollup_write(self) -> datetime | None:
-        with storage_call("rollup high-water query"):
-            rows = self._client.query(
-                "SELECT max(updated_at), count() FROM usage_rollups"
-            ).result_rows
-        latest, count = rows[0]
-        return event_time(latest) if count else None
+        ((latest, count),) = self._clickhouse.unscoped_rows(
+            "SELECT max(updated_at), count() FROM usage_rollups", what="rollup high-water query"
+        )
+        return latest if count else None
 
     def mismatched(self, since: datetime) -> list[WindowKey]:
         """Windows touched by rows ingested at or after `since` whose event count in
@@ -70,10 +67,9 @@ class RawWindows:
             ") AS u USING (project_id, pass_id, window_ms) "
             "WHERE r.n != u.n ORDER BY r.project_id, r.pass_id, r.window_ms"
         )
-        with storage_call("rollup reconciliation query"):
-            rows = self._client.query(
-                query, parameters={"step": self._step, "since": since}
-            ).result_rows
+        rows = self._clickhouse.unscoped_rows(
+            query, {"step": self._step, "since": since}, what="rollup reconciliation query"
+        )
         return [WindowKey(p, s, EPOCH + timedelta(milliseconds=w)) for p, s, w in rows]
 
     def rows(self, keys: list[WindowKey]) -> pa.Table:
@@ -82,14 +78,14 @@ class RawWindows:
             return ROW_SCHEMA.empty_table()
         windows = [(k.project_id, k.pass_id, (k.window_start - EPOCH) // _MILLISECOND)
                    for k in keys]  # fmt: skip
-        with storage_call("rollup reconciliation rows"):
-            table = self._client.query_arrow(
-                "SELECT project_id, pass_id, started_at, toString(activity_type) AS activity_type,"
-                " endpoint, success, duration_ms FROM activity_log FINAL "
-                f"WHERE (project_id, pass_id, {_WINDOW_MS}) IN "
-                "{windows:Array(Tuple(String, String, UInt64))}",
-                parameters={"step": self._step, "windows": windows},
-            )
+        table = self._clickhouse.arrow(
+            "SELECT project_id, pass_id, started_at, toString(activity_type) AS activity_type,"
+            " endpoint, success, duration_ms FROM activity_log FINAL "
+            f"WHERE (project_id, pass_id, {_WINDOW_MS}) IN "
+            "{windows:Array(Tuple(String, String, UInt64))}",
+            {"step": self._step, "windows": windows},
+            what="rollup reconciliation rows",
+        )
         return pa.table(
             {field.name: table.column(field.name).cast(field.type) for field in ROW_SCHEMA},
             schema=ROW_SCHEMA,

@@ -6,9 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sentinel_usage.analytics.clickhouse import storage_call
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.core.aggregate import UsageAggregate, WindowKey, WindowState
-from sentinel_usage.core.events import event_time
 from sentinel_usage.core.sketch import LatencySketch
 
 COLUMNS: Final = (
@@ -41,8 +40,8 @@ class RollupStore:
     cannot be reached and StorageError when it refuses (both: retry). Writing a state
     again is idempotent (the newest version wins)."""
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self._clickhouse = clickhouse
 
     def write(self, states: Sequence[WindowState]) -> int:
         if not states:
@@ -75,21 +74,20 @@ class RollupStore:
                     s.source_epoch,
                 ]
             )
-        with storage_call("rollup insert"):
-            self._client.insert("usage_rollups", rows, column_names=COLUMNS)
+        self._clickhouse.insert("usage_rollups", rows, COLUMNS)
         return len(rows)
 
     def load(self, keys: Sequence[WindowKey]) -> dict[WindowKey, WindowState]:
         """The stored states of `keys` (those that exist)."""
         if not keys:
             return {}
-        with storage_call("rollup query"):
-            rows = self._client.query(
-                f"SELECT {_LOAD_COLUMNS} FROM usage_rollups FINAL "
-                "WHERE (project_id, pass_id, window_start) IN "
-                "{keys:Array(Tuple(String, String, DateTime64(3, 'UTC')))}",
-                parameters={"keys": [tuple(k) for k in keys]},
-            ).result_rows
+        rows = self._clickhouse.unscoped_rows(
+            f"SELECT {_LOAD_COLUMNS} FROM usage_rollups FINAL "
+            "WHERE (project_id, pass_id, window_start) IN "
+            "{keys:Array(Tuple(String, String, DateTime64(3, 'UTC')))}",
+            {"keys": [tuple(k) for k in keys]},
+            what="rollup query",
+        )
         states = [_state(row) for row in rows]
         return {s.key: s for s in states}
 
@@ -108,12 +106,12 @@ def _state(row: Sequence[Any]) -> WindowState:
         latency_max_ms=lm,
         sketch=LatencySketch(dict(sketch), sz),
         endpoint_counts=dict(endpoints),
-        last_event_at=event_time(last_event_at) if last_event_at else None,
+        last_event_at=last_event_at,
     )
     return WindowState(
         project_id,
         pass_id,
-        event_time(window_start),
+        window_start,
         window_seconds,
         aggregate,
         partition,

@@ -15,11 +15,9 @@ from enum import StrEnum
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sentinel_usage.analytics.clickhouse import UNAVAILABLE_ERRORS
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.core.aggregate import UsageAggregate
-from sentinel_usage.core.errors import DependencyUnavailableError
-from sentinel_usage.core.events import event_time
 from sentinel_usage.core.sketch import LatencySketch
 
 
@@ -116,27 +114,27 @@ _SUMS: Final = (
 
 
 class UsageQuery:
-    """Blocking: call from a thread in async code."""
+    """Blocking: async code calls it through analytics/facade.py."""
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self._clickhouse = clickhouse
 
     def usage(
         self, scope: ProjectScope, pass_id: str, rng: UsageRange, zone: ZoneInfo, now: datetime
     ) -> UsageReport:
         buckets = bucket_bounds(rng, zone, now)
-        where, params = scope.where(pass_id)
-        rows = self._query(
-            "SELECT arrayCount(s -> s <= window_start, {starts:Array(DateTime64(3, 'UTC'))}) "
-            f"AS bucket, {_SUMS} FROM usage_rollups FINAL WHERE {where} "
-            "AND window_start >= {start:DateTime64(3, 'UTC')} "
-            "AND window_start < {end:DateTime64(3, 'UTC')} GROUP BY bucket",
-            {
-                **params,
-                "starts": [b.start for b in buckets],
-                "start": buckets[0].start,
-                "end": buckets[-1].end,
-            },
+        query = scope.on("usage_rollups", pass_id).where(
+            "window_start >= {start:DateTime64(3, 'UTC')} "
+            "AND window_start < {end:DateTime64(3, 'UTC')}",
+            start=buckets[0].start,
+            end=buckets[-1].end,
+        )
+        rows = self._clickhouse.select(
+            query,
+            "arrayCount(s -> s <= window_start, {starts:Array(DateTime64(3, 'UTC'))}) "
+            f"AS bucket, {_SUMS}",
+            "GROUP BY bucket",
+            starts=[b.start for b in buckets],
         )
         by_bucket = {int(row[0]): _aggregate(row[1:]) for row in rows}
         usages = [
@@ -149,14 +147,13 @@ class UsageQuery:
         return UsageReport(rng, zone, usages, total, now)
 
     def overview(self, scope: ProjectScope, pass_id: str) -> PassOverview:
-        where, params = scope.where(pass_id)
-        (row,) = self._query(
-            "SELECT sum(total_requests), sum(success_count), sum(latency_sum_ms), "
-            f"sum(latency_count), max(last_event_at) FROM usage_rollups FINAL WHERE {where}",
-            params,
+        ((requests, successes, latency_sum, latency_count, last),) = self._clickhouse.select(
+            scope.on("usage_rollups", pass_id),
+            "sum(total_requests), sum(success_count), sum(latency_sum_ms), "
+            "sum(latency_count), max(last_event_at)",
         )
         return PassOverview(
-            int(row[0]), int(row[1]), float(row[2]), int(row[3]), _maybe_time(row[4])
+            int(requests), int(successes), float(latency_sum), int(latency_count), last
         )
 
     def passes(
@@ -168,27 +165,20 @@ class UsageQuery:
     ) -> list[PassSummary]:
         """The project's passes with activity (or only `pass_ids`), last used first
         (the `limit` most recently used)."""
-        where, scope_params = scope.where()
-        params: dict[str, Any] = dict(scope_params)
+        query = scope.on("usage_rollups")
         if pass_ids is not None:
-            where += " AND pass_id IN {pass_ids:Array(String)}"
-            params["pass_ids"] = list(pass_ids)
-        rows = self._query(
-            "SELECT pass_id, max(last_event_at) AS last_used, "
+            query = query.where("pass_id IN {pass_ids:Array(String)}", pass_ids=list(pass_ids))
+        rows = self._clickhouse.select(
+            query,
+            "pass_id, max(last_event_at) AS last_used, "
             "sumIf(total_requests, window_start >= {since:DateTime64(3, 'UTC')}), "
-            "sumIf(error_count, window_start >= {since:DateTime64(3, 'UTC')}) "
-            f"FROM usage_rollups FINAL WHERE {where} "
+            "sumIf(error_count, window_start >= {since:DateTime64(3, 'UTC')})",
             "GROUP BY pass_id ORDER BY last_used DESC, pass_id"
             + (" LIMIT {limit:UInt32}" if limit is not None else ""),
-            {**params, "since": now - timedelta(hours=24), "limit": limit},
+            since=now - timedelta(hours=24),
+            limit=limit,
         )
-        return [PassSummary(r[0], _maybe_time(r[1]), int(r[2]), int(r[3])) for r in rows]
-
-    def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        try:
-            return list(self._client.query(sql, parameters=params).result_rows)
-        except UNAVAILABLE_ERRORS as exc:
-            raise DependencyUnavailableError(f"ClickHouse query failed: {exc}") from exc
+        return [PassSummary(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
 
 def _aggregate(row: tuple[Any, ...]) -> UsageAggregate:
@@ -204,9 +194,5 @@ def _aggregate(row: tuple[Any, ...]) -> UsageAggregate:
         latency_max_ms=float(lm),
         sketch=LatencySketch({int(k): int(v) for k, v in sketch.items()}, int(sz)),
         endpoint_counts={str(k): int(v) for k, v in endpoints.items()},
-        last_event_at=_maybe_time(last),
+        last_event_at=last,
     )
-
-
-def _maybe_time(value: datetime | None) -> datetime | None:
-    return event_time(value) if value is not None else None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final
+from datetime import datetime
+from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentinel_usage.analytics.clickhouse import storage_call
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.core.columns import EVENT_SCHEMA, events_table, row_keys
 from sentinel_usage.core.events import UsageEvent
 
@@ -42,8 +42,8 @@ class ActivityLogWriter:
     Writing the same events again is harmless: the table folds duplicates.
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self._clickhouse = clickhouse
 
     def write(self, events: pa.Table | Sequence[UsageEvent]) -> int:
         """Insert `events`: a table of core.columns.EVENT_SCHEMA (extra columns are
@@ -60,8 +60,7 @@ class ActivityLogWriter:
                 for name in COLUMNS
             }
         )
-        with storage_call("activity log insert"):
-            self._client.insert_arrow("activity_log", block)
+        self._clickhouse.insert_arrow("activity_log", block)
         return int(table.num_rows)
 
     def existing(self, events: pa.Table) -> pa.Table:
@@ -81,43 +80,36 @@ class ActivityLogWriter:
             return _EMPTY_IDENTITIES
         projects = pc.unique(events.column("project_id")).to_pylist()
         ids = pc.unique(events.column("event_id")).to_pylist()
-        found = []
-        with storage_call("activity log lookup"):
-            for start in range(0, len(ids), LOOKUP_CHUNK):
-                found.append(
-                    self._client.query_arrow(
-                        "SELECT project_id, toString(event_id) AS id FROM activity_log "
-                        "WHERE project_id IN {projects:Array(String)} "
-                        "AND event_id IN {ids:Array(UUID)}",
-                        parameters={"projects": projects, "ids": ids[start : start + LOOKUP_CHUNK]},
-                    ).rename_columns(list(IDENTITY))
-                )
+        found = [
+            self._clickhouse.arrow(
+                "SELECT project_id, toString(event_id) AS id FROM activity_log "
+                "WHERE project_id IN {projects:Array(String)} AND event_id IN {ids:Array(UUID)}",
+                {"projects": projects, "ids": ids[start : start + LOOKUP_CHUNK]},
+                what="activity log lookup",
+            ).rename_columns(list(IDENTITY))
+            for start in range(0, len(ids), LOOKUP_CHUNK)
+        ]
         return pa.concat_tables([t.cast(_IDENTITY_SCHEMA) for t in found])
 
     def identities(self, since: datetime | None = None) -> Iterator[pa.Table]:
         """Every identity the log holds (ingested since `since`), in blocks, to fill
         an EventIdFilter."""
         where = "" if since is None else "WHERE ingested_at >= {since:DateTime64(3, 'UTC')}"
-        with (
-            storage_call("activity log identities"),
-            self._client.query_arrow_stream(
-                f"SELECT project_id, toString(event_id) AS event_id FROM activity_log {where}",
-                parameters={"since": since},
-            ) as blocks,
-        ):
+        with self._clickhouse.arrow_blocks(
+            f"SELECT project_id, toString(event_id) AS event_id FROM activity_log {where}",
+            {"since": since},
+            what="activity log identities",
+        ) as blocks:
             for block in blocks:
                 yield pa.Table.from_batches([block]).cast(_IDENTITY_SCHEMA)
 
     def count(self) -> int:
         """Rows in the log (before merges fold repeats: an upper bound)."""
-        with storage_call("activity log count"):
-            return int(self._client.command("SELECT count() FROM activity_log"))
+        return int(self._clickhouse.command("SELECT count() FROM activity_log", what="count"))
 
     def clock(self) -> datetime:
         """ClickHouse's clock, the one `ingested_at` is written with."""
-        with storage_call("clock"):
-            now = self._client.command("SELECT now64(3, 'UTC')")
-        return datetime.fromisoformat(str(now)).replace(tzinfo=UTC)
+        return self._clickhouse.now()
 
 
 LOOKUP_CHUNK: Final = 10_000  # ids bound per lookup query

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from sentinel_usage.analytics.facade import Analytics
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.auth import AuthenticationError, Principal
 from sentinel_usage.api.services import ApiServices
@@ -28,6 +28,13 @@ def get_services(request: Request) -> ApiServices:
 
 
 ServicesDep = Annotated[ApiServices, Depends(get_services)]
+
+
+def get_analytics(services: ServicesDep) -> Analytics:
+    return services.analytics
+
+
+AnalyticsDep = Annotated[Analytics, Depends(get_analytics)]
 
 
 def get_principal(
@@ -101,9 +108,7 @@ async def require_pass(services: ApiServices, scope: ProjectScope, pass_id: str)
     standing = await services.registry.store.standing(scope.project_id, pass_id)
     if standing == "present":
         return
-    if standing == "deleted" or not await asyncio.to_thread(
-        services.activity.pass_exists, scope, pass_id
-    ):
+    if standing == "deleted" or not await services.analytics.pass_exists(scope, pass_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
 
 

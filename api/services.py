@@ -11,12 +11,8 @@ from typing import Any
 
 import jwt
 
-from sentinel_usage.analytics.activity import ActivityLogQuery
-from sentinel_usage.analytics.alerts import AlertStore
-from sentinel_usage.analytics.clickhouse import connect
-from sentinel_usage.analytics.exports import ExportAudit
-from sentinel_usage.analytics.migrate import pending
-from sentinel_usage.analytics.usage import UsageQuery
+from sentinel_usage.analytics.clickhouse import ClickHouse, connect
+from sentinel_usage.analytics.facade import Analytics
 from sentinel_usage.api.auth import TokenVerifier
 from sentinel_usage.core import topics
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
@@ -28,6 +24,7 @@ from sentinel_usage.gateway.demo import create_demo_app
 from sentinel_usage.gateway.feed import PassFeed
 from sentinel_usage.gateway.middleware import SentinelGateway
 from sentinel_usage.gateway.tokens import AccessTokenVerifier, JwksKeys
+from sentinel_usage.ingest.batches import EventIngest
 from sentinel_usage.ingest.durable import CommittedOffsets, DurablePublisher
 from sentinel_usage.ingest.journal import IngestJournal
 from sentinel_usage.ingest.producer import (
@@ -44,13 +41,9 @@ from sentinel_usage.passes.registry import PassRegistry
 class ApiServices:
     settings: Settings
     verifier: TokenVerifier
-    validator: EventValidator
     publisher: Publisher
-    activity: ActivityLogQuery
-    usage: UsageQuery
-    exports: ExportAudit
-    alerts: AlertStore
-    clickhouse: Any
+    ingest: EventIngest
+    analytics: Analytics
     registry: PassRegistry
     token_events: GatewayProducer
     # Publishes the registry's lifecycle changes on sentinel.passes (None: not here).
@@ -91,6 +84,7 @@ class ApiServices:
         await self.token_events.close()
         await self.publisher.stop()
         await self.registry.stop()
+        self.analytics.threads.close()
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: 'ok' or what is wrong."""
@@ -101,7 +95,7 @@ class ApiServices:
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said as text
             checks["kafka"] = f"unreachable: {exc!r}"
         try:
-            missing = await asyncio.to_thread(pending, self.clickhouse)
+            missing = await self.analytics.pending_migrations()
             checks["clickhouse"] = "ok"
             checks["migrations"] = (
                 "ok" if not missing else "pending: " + ", ".join(f"{m.id:04d}" for m in missing)
@@ -121,8 +115,15 @@ class ApiServices:
         return checks
 
 
-def build_services(settings: Settings, journal: IngestJournal | None = None) -> ApiServices:
-    """`journal`: the embedded mode's, already replayed (see cli `up`)."""
+def build_services(
+    settings: Settings,
+    journal: IngestJournal | None = None,
+    *,
+    clickhouse: ClickHouse | None = None,
+    publisher: Publisher | None = None,
+) -> ApiServices:
+    """What `settings` describe. `journal`: the embedded mode's, already replayed (see
+    cli `up`); `clickhouse`, `publisher`: ones the caller opened (tests, benches)."""
     if settings.kafka_bootstrap_servers is None:
         raise ConfigurationError("the API needs KAFKA_BOOTSTRAP_SERVERS (or run `up`)")
     if settings.jwt_public_key_file is not None:
@@ -137,7 +138,8 @@ def build_services(settings: Settings, journal: IngestJournal | None = None) -> 
         raise ConfigurationError("no JWT key configured")
 
     policy = ValidationPolicy.from_settings(settings)
-    clickhouse = connect(settings.clickhouse_dsn)
+    publisher = publisher or _publisher(settings, settings.kafka_bootstrap_servers, journal)
+    clickhouse = clickhouse or connect(settings.clickhouse_dsn)
     registry = PassRegistry.from_settings(settings)
     token_events = GatewayProducer(settings.kafka_bootstrap_servers)
     feed = demo = None
@@ -154,13 +156,9 @@ def build_services(settings: Settings, journal: IngestJournal | None = None) -> 
     return ApiServices(
         settings=settings,
         verifier=verifier,
-        validator=EventValidator(policy),
-        publisher=_publisher(settings, settings.kafka_bootstrap_servers, journal),
-        activity=ActivityLogQuery(clickhouse),
-        usage=UsageQuery(clickhouse),
-        exports=ExportAudit(clickhouse),
-        alerts=AlertStore(clickhouse),
-        clickhouse=clickhouse,
+        publisher=publisher,
+        ingest=EventIngest(EventValidator(policy), publisher, settings.max_request_events),
+        analytics=Analytics(clickhouse),
         registry=registry,
         token_events=token_events,
         lifecycle_publisher=KeyedRecordPublisher(settings.kafka_bootstrap_servers, topics.PASSES),

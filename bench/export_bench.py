@@ -16,21 +16,14 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from sentinel_usage.analytics.activity import ActivityLogQuery
-from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.clickhouse import connect
-from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import migrate
 from sentinel_usage.analytics.migrations.context import MigrationContext
-from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.app import create_app
-from sentinel_usage.api.auth import TokenVerifier, issue_token
-from sentinel_usage.api.services import ApiServices
+from sentinel_usage.api.auth import issue_token
+from sentinel_usage.api.services import build_services
 from sentinel_usage.cli.tansu import TansuBroker
-from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
-from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
-from sentinel_usage.passes.registry import PassRegistry
 
 SECRET = "bench-secret-" + "x" * 40
 PASSES = 50
@@ -65,26 +58,14 @@ def main() -> None:
         started = time.perf_counter()
         client.command(FILL, parameters={"rows": args.rows, "passes": PASSES})
         fill_s = time.perf_counter() - started
-        rows = client.query("SELECT count() FROM activity_log").result_rows[0][0]
+        rows = client.command("SELECT count() FROM activity_log")
         settings = Settings(
             kafka_bootstrap_servers=broker.bootstrap_servers,
             jwt_secret=SECRET,  # type: ignore[arg-type]
             export_snapshot_lag_seconds=0,
             data_dir=DATA_DIR,
         )
-        services = ApiServices(
-            settings=settings,
-            verifier=TokenVerifier.from_secret(SECRET),
-            validator=EventValidator(),
-            publisher=EventPublisher(broker.bootstrap_servers),
-            activity=ActivityLogQuery(client),
-            usage=UsageQuery(client),
-            exports=ExportAudit(client),
-            alerts=AlertStore(client),
-            clickhouse=client,
-            registry=PassRegistry.from_settings(settings),
-            token_events=GatewayProducer(broker.bootstrap_servers),
-        )
+        services = build_services(settings, clickhouse=client)
         headers = {"Authorization": "Bearer " + issue_token(SECRET, ["bench"], ["usage:export"])}
         results: dict[str, float] = {}
         with TestClient(create_app(services)) as http:

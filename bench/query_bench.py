@@ -17,21 +17,14 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from sentinel_usage.analytics.activity import ActivityLogQuery
-from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.clickhouse import connect
-from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import migrate
 from sentinel_usage.analytics.migrations.context import MigrationContext
-from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.api.app import create_app
-from sentinel_usage.api.auth import TokenVerifier, issue_token
-from sentinel_usage.api.services import ApiServices
-from sentinel_usage.core.events import EventValidator
+from sentinel_usage.api.auth import issue_token
+from sentinel_usage.api.services import build_services
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.core.sketch import KEYS_PER_DOUBLING
-from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer
-from sentinel_usage.passes.registry import PassRegistry
 
 SECRET = "bench-secret-" + "x" * 40
 
@@ -90,19 +83,7 @@ def run(directory: Path, bootstrap: str, rows: int, repeat: int = 20) -> dict[st
         export_snapshot_lag_seconds=0,
         data_dir=DATA_DIR,
     )
-    services = ApiServices(
-        settings=settings,
-        verifier=TokenVerifier.from_secret(SECRET),
-        validator=EventValidator(),
-        publisher=EventPublisher(bootstrap),
-        activity=ActivityLogQuery(client),
-        usage=UsageQuery(client),
-        exports=ExportAudit(client),
-        alerts=AlertStore(client),
-        clickhouse=client,
-        registry=PassRegistry.from_settings(settings),
-        token_events=GatewayProducer(bootstrap),
-    )
+    services = build_services(settings, clickhouse=client)
     token = issue_token(SECRET, ["bench"], ["usage:read", "usage:export"])
     headers = {"Authorization": f"Bearer {token}"}
     timings: dict[str, list[float]] = {}

@@ -1,20 +1,25 @@
 """One ingest request's events: validated once, split into what the caller's token may
-write and what it may not, and packed as the columnar batches the worker takes as they
-are (core/wire.py). Pure: no I/O."""
+write and what it may not, packed as the columnar batches the worker takes as they are
+(core/wire.py), and published. prepare_batch is pure; EventIngest does the I/O."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from aiokafka.errors import KafkaError
 
 from sentinel_usage.core.columns import validate_events
+from sentinel_usage.core.errors import SentinelError
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.wire import Envelope, pack_columns
-from sentinel_usage.ingest.body import LineError
+from sentinel_usage.ingest.body import LineError, parse_event_body
+from sentinel_usage.ingest.journal import JournalError
+from sentinel_usage.ingest.producer import Publisher
 
 FieldErrors = list[dict[str, str]]  # {"field": ..., "message": ...}
 NOT_GRANTED: Final = {"field": "project_id", "message": "not granted by this token"}
@@ -60,3 +65,35 @@ def prepare_batch(
         table = table.filter(pc.invert(outside))
     refused.sort(key=lambda item: item[0])
     return IngestBatch(list(pack_columns(table, partition_of)), refused)
+
+
+class PublishError(SentinelError):
+    """The accepted events could not be made durable (the broker or the journal
+    refused): nothing of the request may be taken as accepted; the caller retries."""
+
+
+@dataclass(frozen=True)
+class EventIngest:
+    """POST /v1/events without the HTTP: a request body in, its events validated once,
+    published, and what was refused said by index. Raises ingest.body's BodyError kinds
+    for a body that cannot be read, and PublishError."""
+
+    validator: EventValidator
+    publisher: Publisher
+    max_events: int
+
+    async def ingest(
+        self, body: bytes, content_type: str | None, may_write: Callable[[str], bool]
+    ) -> IngestBatch:
+        items = parse_event_body(body, content_type, self.max_events)
+        try:
+            partition_of = await self.publisher.partitioner()
+            # Validation and packing are CPU work: off the event loop.
+            batch = await asyncio.to_thread(
+                prepare_batch, items, self.validator, may_write, partition_of
+            )
+            if batch.envelopes:
+                await self.publisher.publish_envelopes(batch.envelopes)
+        except (KafkaError, JournalError) as exc:
+            raise PublishError(exc.__class__.__name__) from exc
+        return batch

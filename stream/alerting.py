@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 import faust
 import structlog
 from aiokafka.errors import KafkaError
 
 from sentinel_usage.analytics.alerts import AlertStore
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.core import topics
 from sentinel_usage.core.alerts import AlertEvent
 from sentinel_usage.core.clock import SYSTEM_CLOCK
@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 def add_alerting(
     app: faust.App,
     settings: Settings,
-    clickhouse: Any,
+    clickhouse: ClickHouse,
     windows: UsageWindows,
     pass_metrics: PassMetrics,
     flush_changelog: Callable[[], Awaitable[None]],

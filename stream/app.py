@@ -12,6 +12,7 @@ import faust
 import structlog
 from mode.supervisors import CrashingSupervisor
 
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.writer import ActivityLogWriter
 from sentinel_usage.core import topics
@@ -39,7 +40,9 @@ log = structlog.get_logger(__name__)
 APP_ID = topics.CONSUMER_GROUP  # Faust's app id is the Kafka consumer group
 
 
-def create_stream_app(settings: Settings, clickhouse: Any, validator: EventValidator) -> faust.App:
+def create_stream_app(
+    settings: Settings, clickhouse: ClickHouse, validator: EventValidator
+) -> faust.App:
     if settings.kafka_bootstrap_servers is None:
         raise ValueError("the stream worker needs KAFKA_BOOTSTRAP_SERVERS")
     app = faust.App(

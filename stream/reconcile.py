@@ -8,11 +8,11 @@ The rebuild is the sink's own aggregation (UsageWindows) over the window's rows.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pyarrow as pa
 import structlog
 
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.reconcile import RawWindows
 from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.core.windows import EPOCH
@@ -28,7 +28,7 @@ MARGIN = timedelta(minutes=1)
 REBUILT_EPOCH = "raw-log"
 
 
-def rebuild_lost_windows(clickhouse: Any, policy: WindowPolicy) -> int:
+def rebuild_lost_windows(clickhouse: ClickHouse, policy: WindowPolicy) -> int:
     """Rewrite every recently touched window whose rollup disagrees with the raw log;
     return how many were rewritten."""
     raw = RawWindows(clickhouse, int(policy.size.total_seconds()))

@@ -3,7 +3,6 @@ and the audit trail of exports."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 from enum import IntEnum
@@ -24,6 +23,7 @@ from sentinel_usage.analytics.exports import ExportRecord
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.auth import Principal
 from sentinel_usage.api.deps import (
+    AnalyticsDep,
     PrincipalDep,
     ReadScopeDep,
     ServicesDep,
@@ -112,6 +112,7 @@ async def list_activity(
     pass_id: PassIdPath,
     scope: ReadScopeDep,
     services: ServicesDep,
+    analytics: AnalyticsDep,
     filters: ActivityFilterDep,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
     per_page: Annotated[
@@ -126,9 +127,7 @@ async def list_activity(
     """
     after = _cursor(cursor, "desc")
     await require_pass(services, scope, pass_id)
-    result = await asyncio.to_thread(
-        services.activity.page, scope, pass_id, page, int(per_page), filters, after
-    )
+    result = await analytics.activity_page(scope, pass_id, page, int(per_page), filters, after)
     return ActivityPageResponse(
         items=[ActivityRow(**row) for row in result.items],
         page=page,
@@ -187,6 +186,7 @@ async def export_activity(
     scope: ExportScopeDep,
     principal: PrincipalDep,
     services: ServicesDep,
+    analytics: AnalyticsDep,
     filters: ActivityFilterDep,
     format: Annotated[ExportFormat, Query(description="csv, json or jsonl")] = ExportFormat.CSV,
     cursor: ExportCursorParam = None,
@@ -200,8 +200,7 @@ async def export_activity(
     after = _cursor(cursor, "asc")
     await require_pass(services, scope, pass_id)
     requested_at = services.clock.now()
-    batch = await asyncio.to_thread(
-        services.activity.export_batch,
+    batch = await analytics.export_batch(
         scope,
         pass_id,
         filters,
@@ -209,8 +208,7 @@ async def export_activity(
         snapshot_lag=services.settings.export_snapshot_lag,
     )
     next_cursor = batch.next_cursor.encode() if batch.next_cursor else None
-    await asyncio.to_thread(
-        services.exports.record,
+    await analytics.record_export(
         _audit(
             principal,
             scope,
@@ -272,13 +270,12 @@ def _audit(
 async def list_exports(
     scope: ExportScopeDep,
     services: ServicesDep,
+    analytics: AnalyticsDep,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[PerPage, Query()] = PerPage.TWENTY_FIVE,
 ) -> ExportAuditResponse:
     """The project's exports, newest first: who, which pass, which filters, how many rows."""
-    records, total = await asyncio.to_thread(
-        services.exports.list, scope, int(per_page), (page - 1) * int(per_page)
-    )
+    records, total = await analytics.exports(scope, int(per_page), (page - 1) * int(per_page))
     return ExportAuditResponse(
         items=[ExportAuditItem(**vars(r)) for r in records],
         page=page,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from sentinel_usage.api.deps import ReadScopeDep, ServicesDep, require_pass
+from sentinel_usage.api.deps import AnalyticsDep, ReadScopeDep, ServicesDep, require_pass
 from sentinel_usage.api.models import AlertItem, AlertListResponse
 from sentinel_usage.api.responses import PROJECT_READ_ERRORS
 from sentinel_usage.core.alerts import AlertEvent
@@ -27,12 +26,13 @@ LimitQuery = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("/v1/projects/{project_id}/alerts", response_model=AlertListResponse)
 async def project_alerts(
-    scope: ReadScopeDep, services: ServicesDep, state: StateQuery = None, limit: LimitQuery = 100
+    scope: ReadScopeDep,
+    analytics: AnalyticsDep,
+    state: StateQuery = None,
+    limit: LimitQuery = 100,
 ) -> AlertListResponse:
     """The project's alerts, most recently fired first."""
-    alerts = await asyncio.to_thread(
-        services.alerts.list, scope, None, state.value if state else None, limit
-    )
+    alerts = await analytics.alerts(scope, None, state.value if state else None, limit)
     return AlertListResponse(items=[_item(a) for a in alerts])
 
 
@@ -44,14 +44,13 @@ async def pass_alerts(
     pass_id: Annotated[str, Path(min_length=1, max_length=128)],
     scope: ReadScopeDep,
     services: ServicesDep,
+    analytics: AnalyticsDep,
     state: StateQuery = None,
     limit: LimitQuery = 100,
 ) -> AlertListResponse:
     """One pass's alerts, most recently fired first."""
     await require_pass(services, scope, pass_id)
-    alerts = await asyncio.to_thread(
-        services.alerts.list, scope, pass_id, state.value if state else None, limit
-    )
+    alerts = await analytics.alerts(scope, pass_id, state.value if state else None, limit)
     return AlertListResponse(items=[_item(a) for a in alerts])
 
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Request, status
 from prometheus_client import Counter
 
 from sentinel_usage.api.deps import EventWriter, ServicesDep
 from sentinel_usage.api.models import FieldError, IngestResponse, RejectedEvent
 from sentinel_usage.api.responses import RETRY_AFTER_SECONDS, error_responses
-from sentinel_usage.ingest.batches import prepare_batch
+from sentinel_usage.ingest.batches import PublishError
 from sentinel_usage.ingest.body import (
     NDJSON_TYPES,
     BodyError,
     TooManyEventsError,
     UnsupportedMediaTypeError,
-    parse_event_body,
 )
-from sentinel_usage.ingest.journal import JournalError
 
 router = APIRouter(tags=["ingest"])
 
@@ -84,11 +79,10 @@ async def ingest_events(
     202 means the broker acknowledged every accepted event (acks=all). Sending the
     same `event_id` again is safe: it is counted once downstream.
     """
-    limits = services.settings
-    body = await _read_limited(request, limits.max_request_bytes)
+    body = await _read_limited(request, services.settings.max_request_bytes)
     try:
-        items = parse_event_body(
-            body, request.headers.get("content-type"), limits.max_request_events
+        batch = await services.ingest.ingest(
+            body, request.headers.get("content-type"), principal.can_access
         )
     except TooManyEventsError as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
@@ -96,17 +90,10 @@ async def ingest_events(
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
     except BodyError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    try:
-        partition_of = await services.publisher.partitioner()
-        batch = await asyncio.to_thread(
-            prepare_batch, items, services.validator, principal.can_access, partition_of
-        )
-        if batch.envelopes:
-            await services.publisher.publish_envelopes(batch.envelopes)
-    except (KafkaError, JournalError) as exc:
+    except PublishError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"the events could not be made durable ({exc.__class__.__name__}); "
+            f"the events could not be made durable ({exc}); "
             "retry the request: events are deduplicated by event_id",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None

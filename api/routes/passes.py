@@ -3,7 +3,6 @@ pause, revoke, delete, and each pass's audit trail."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.deps import (
+    AnalyticsDep,
     PassesReadScopeDep,
     PassesWriteScopeDep,
     PrincipalDep,
@@ -109,6 +109,7 @@ async def create_pass(
 async def list_passes(
     scope: PassesReadScopeDep,
     services: ServicesDep,
+    analytics: AnalyticsDep,
     search: Annotated[
         str | None, Query(max_length=100, description="Agent name (any part) or pass ID (start).")
     ] = None,
@@ -134,9 +135,7 @@ async def list_passes(
     now = services.clock.now()
     usage = {
         s.pass_id: s
-        for s in await asyncio.to_thread(
-            services.usage.passes, scope, now, [p.pass_id for p in page.items]
-        )
+        for s in await analytics.pass_summaries(scope, now, [p.pass_id for p in page.items])
     }
     unmanaged = [] if cursor or state else await _unmanaged(services, scope, search)
     return PassCardsResponse(
@@ -167,8 +166,8 @@ async def _unmanaged(
 ) -> list[UnmanagedPass]:
     # The most recently used only: a project whose passes the registry manages does not
     # pay for a scan of all its passes' activity on every first page.
-    summaries = await asyncio.to_thread(
-        services.usage.passes, scope, services.clock.now(), None, UNMANAGED_SCAN
+    summaries = await services.analytics.pass_summaries(
+        scope, services.clock.now(), None, UNMANAGED_SCAN
     )
     if search:
         summaries = [s for s in summaries if s.pass_id.upper().startswith(search.upper())]

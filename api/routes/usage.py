@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Final
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator
 
 from sentinel_usage.analytics.usage import UsageRange, UsageReport
-from sentinel_usage.api.deps import ReadScopeDep, ServicesDep, require_pass
+from sentinel_usage.api.deps import AnalyticsDep, ReadScopeDep, ServicesDep, require_pass
 from sentinel_usage.api.models import (
     PassOverviewResponse,
     UsageBucket,
@@ -57,6 +56,7 @@ async def pass_usage(
     pass_id: PassIdPath,
     scope: ReadScopeDep,
     services: ServicesDep,
+    analytics: AnalyticsDep,
     tz: ZoneName = "UTC",
     range_: Annotated[
         UsageRange,
@@ -65,9 +65,7 @@ async def pass_usage(
 ) -> UsageResponse:
     """Timeline (every bucket, zero-filled) and metrics over the range."""
     await require_pass(services, scope, pass_id)
-    report = await asyncio.to_thread(
-        services.usage.usage, scope, pass_id, range_, ZoneInfo(tz), services.clock.now()
-    )
+    report = await analytics.usage(scope, pass_id, range_, ZoneInfo(tz), services.clock.now())
     return _usage_response(pass_id, report)
 
 
@@ -76,11 +74,11 @@ async def pass_usage(
     response_model=PassOverviewResponse,
 )
 async def pass_overview(
-    pass_id: PassIdPath, scope: ReadScopeDep, services: ServicesDep
+    pass_id: PassIdPath, scope: ReadScopeDep, services: ServicesDep, analytics: AnalyticsDep
 ) -> PassOverviewResponse:
     """Lifetime totals (within the retention) and when the pass was last used."""
     await require_pass(services, scope, pass_id)
-    overview = await asyncio.to_thread(services.usage.overview, scope, pass_id)
+    overview = await analytics.overview(scope, pass_id)
     return PassOverviewResponse(
         pass_id=pass_id,
         total_requests=overview.total_requests,

@@ -1,21 +1,13 @@
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from sentinel_usage.analytics.activity import ActivityLogQuery
-from sentinel_usage.analytics.alerts import AlertStore
-from sentinel_usage.analytics.exports import ExportAudit
-from sentinel_usage.analytics.usage import UsageQuery
+from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.api.app import create_app
-from sentinel_usage.api.auth import TokenVerifier, issue_token
-from sentinel_usage.api.services import ApiServices
-from sentinel_usage.core import topics
-from sentinel_usage.core.events import EventValidator
+from sentinel_usage.api.auth import issue_token
+from sentinel_usage.api.services import build_services
 from sentinel_usage.core.settings import Settings
-from sentinel_usage.ingest.producer import EventPublisher, GatewayProducer, KeyedRecordPublisher
-from sentinel_usage.passes.registry import PassRegistry
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,7 +21,7 @@ SECRET = "integration-secret-" + "x" * 32
 
 @pytest.fixture(scope="module")
 def api_client(
-    clickhouse: Any, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+    clickhouse: ClickHouse, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     """The real FastAPI app in-process, on this module's ClickHouse database, the
     session's broker and a registry (SQLite) of its own."""
@@ -39,20 +31,7 @@ def api_client(
         export_snapshot_lag_seconds=0,
         data_dir=tmp_path_factory.mktemp("api"),
     )
-    services = ApiServices(
-        settings=settings,
-        verifier=TokenVerifier.from_secret(SECRET),
-        validator=EventValidator(),
-        publisher=EventPublisher(kafka_bootstrap),
-        activity=ActivityLogQuery(clickhouse),
-        usage=UsageQuery(clickhouse),
-        exports=ExportAudit(clickhouse),
-        alerts=AlertStore(clickhouse),
-        clickhouse=clickhouse,
-        registry=PassRegistry.from_settings(settings),
-        token_events=GatewayProducer(kafka_bootstrap),
-        lifecycle_publisher=KeyedRecordPublisher(kafka_bootstrap, topics.PASSES),
-    )
+    services = build_services(settings, clickhouse=clickhouse)
     with TestClient(create_app(services)) as client:
         yield client
 

@@ -22,11 +22,12 @@ POLICY = WindowPolicy()
 
 def stored_total(clickhouse: Any, project: str) -> UsageAggregate:
     """Every rollup of `project`, merged (read the way the usage query reads them)."""
-    rows = clickhouse.query(
+    rows = clickhouse.unscoped_rows(
         "SELECT pass_id, window_start FROM usage_rollups FINAL WHERE project_id = {p:String}",
-        parameters={"p": project},
-    ).result_rows
-    keys = [WindowKey(project, pass_id, start.replace(tzinfo=UTC)) for pass_id, start in rows]
+        {"p": project},
+        what="test",
+    )
+    keys = [WindowKey(project, pass_id, start) for pass_id, start in rows]
     total = UsageAggregate()
     for state in RollupStore(clickhouse).load(keys).values():
         total = total.merge(state.aggregate)

@@ -198,9 +198,10 @@ async def test_an_event_id_is_one_event_per_project_whatever_its_other_fields(
     assert page.items[0]["started_at"] == VALIDATOR.validate(first).started_at
     assert query.page(ProjectScope("proj-a"), pass_id + "-other", 1, 100).total == 0
     assert query.page(ProjectScope("proj-b"), pass_id, 1, 100).total == 1
-    rolled = clickhouse.query(
+    ((rolled,),) = clickhouse.unscoped_rows(
         "SELECT sum(total_requests) FROM usage_rollups FINAL "
         "WHERE project_id = 'proj-a' AND pass_id LIKE {p:String}",
-        parameters={"p": pass_id + "%"},
-    ).result_rows[0][0]
+        {"p": pass_id + "%"},
+        what="test",
+    )
     assert rolled == 1
