@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.scope import ProjectScope
@@ -29,12 +29,15 @@ COLUMNS: Final = (
 )
 
 
-@dataclass(frozen=True)
-class ExportRecord:
+class ExportRecord(BaseModel):
+    """One export as the audit trail keeps it (the API's ExportAuditItem extends it)."""
+
+    model_config = ConfigDict(frozen=True)
+
     export_id: uuid.UUID
     project_id: str
     pass_id: str
-    subject: str
+    subject: str = Field(description="The token's `sub`: who exported.")
     format: str
     filters: dict[str, str]
     cursor: str | None

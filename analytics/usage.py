@@ -22,17 +22,19 @@ from sentinel_usage.core.sketch import LatencySketch
 
 
 class UsageRange(StrEnum):
+    """A range ending now, named by its length: hours in hourly buckets, days in daily."""
+
     DAY = "24h"
     WEEK = "7d"
     MONTH = "30d"
 
     @property
-    def granularity(self) -> str:
-        return "hour" if self is UsageRange.DAY else "day"
+    def buckets(self) -> int:
+        return int(self[:-1])
 
     @property
-    def buckets(self) -> int:
-        return {UsageRange.DAY: 24, UsageRange.WEEK: 7, UsageRange.MONTH: 30}[self]
+    def granularity(self) -> str:
+        return "hour" if self.endswith("h") else "day"
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ UsageReader = Annotated[Principal, Depends(require_scope("usage:read"))]
 EventWriter = Annotated[Principal, Depends(require_scope("events:write"))]
 
 ProjectIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 def project_scope_for(scope: str, *alternatives: str) -> Callable[[str, Principal], ProjectScope]:

@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -27,13 +27,12 @@ class ExportFormat(StrEnum):
     JSON = "json"
     JSONL = "jsonl"
 
-    @property
-    def media_type(self) -> str:
-        return {
-            ExportFormat.CSV: "text/csv; charset=utf-8",
-            ExportFormat.JSON: "application/json",
-            ExportFormat.JSONL: "application/x-ndjson",
-        }[self]
+
+MEDIA_TYPES: Final[dict[ExportFormat, str]] = {
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.JSON: "application/json",
+    ExportFormat.JSONL: "application/x-ndjson",
+}
 
 
 def export_filename(pass_id: str, at: datetime, fmt: ExportFormat) -> str:

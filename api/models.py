@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
+from sentinel_usage.analytics.exports import ExportRecord
+from sentinel_usage.analytics.usage import PassSummary
 from sentinel_usage.passes.model import SentinelPass
 
 
@@ -60,17 +62,7 @@ class ActivityPageResponse(BaseModel):
     )
 
 
-class ExportAuditItem(BaseModel):
-    export_id: UUID
-    pass_id: str
-    subject: str = Field(description="The token's `sub`: who exported.")
-    format: str
-    filters: dict[str, str]
-    cursor: str | None
-    row_count: int
-    total_count: int
-    truncated: bool
-    next_cursor: str | None
+class ExportAuditItem(ExportRecord):
     snapshot: UtcTimestamp
     requested_at: UtcTimestamp
 
@@ -192,8 +184,32 @@ class PassCredentials(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
-class PassCard(BaseModel):
+class UnmanagedPass(BaseModel):
+    """A pass id's last day of use (a pass the registry does not manage: this alone)."""
+
     pass_id: str
+    last_used_at: UtcTimestamp | None
+    total_requests_24h: int
+    error_rate_24h: float | None
+
+    @classmethod
+    def usage_fields(cls, pass_id: str, summary: PassSummary | None) -> dict[str, Any]:
+        """These fields from the analytics' summary (None: no activity)."""
+        if summary is None:
+            return {"pass_id": pass_id, "last_used_at": None, "total_requests_24h": 0,
+                    "error_rate_24h": None}  # fmt: skip
+        requests = summary.total_requests_24h
+        return {
+            "pass_id": pass_id,
+            "last_used_at": summary.last_used_at,
+            "total_requests_24h": requests,
+            "error_rate_24h": summary.error_count_24h / requests if requests else None,
+        }
+
+
+class PassCard(UnmanagedPass):
+    """A managed pass on the project's list: what the registry holds, and its last day."""
+
     agent_name: str
     agent_type: str
     client_id: str
@@ -201,16 +217,11 @@ class PassCard(BaseModel):
     scopes: list[str]
     valid_from: date
     valid_until: date
-    last_used_at: UtcTimestamp | None
-    total_requests_24h: int
-    error_rate_24h: float | None
 
-
-class UnmanagedPass(BaseModel):
-    pass_id: str
-    last_used_at: UtcTimestamp | None
-    total_requests_24h: int
-    error_rate_24h: float | None
+    @classmethod
+    def of(cls, sentinel_pass: SentinelPass, summary: PassSummary | None) -> PassCard:
+        fields = sentinel_pass.model_dump(include=set(cls.model_fields))  # `state` too
+        return cls(**fields | cls.usage_fields(sentinel_pass.pass_id, summary))
 
 
 class PassCardsResponse(BaseModel):

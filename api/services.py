@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import ConfigurationError
 from sentinel_usage.core.events import EventValidator, ValidationPolicy
 from sentinel_usage.core.health import HEALTH, HealthBoard
+from sentinel_usage.core.periodic import cancel_and_wait
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.gateway.demo import create_demo_app
 from sentinel_usage.gateway.feed import PassFeed
@@ -73,12 +73,9 @@ class ApiServices:
             self._feed = asyncio.create_task(self.gateway_feed.run(), name="gateway-pass-feed")
 
     async def stop(self) -> None:
-        for task in (self._feed, self._relay):
-            # What the relay did not publish stays in the outbox for the next start.
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._feed)
+        # What the relay did not publish stays in the outbox for the next start.
+        await cancel_and_wait(self._relay)
         if self.lifecycle_publisher is not None:
             await self.lifecycle_publisher.stop()
         await self.token_events.close()

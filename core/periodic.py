@@ -1,7 +1,10 @@
-"""Periodic work that cannot stop the process (DESIGN invariant 8)."""
+"""Background work: periodic bodies that cannot stop the process (DESIGN invariant 8),
+and stopping a background task."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -31,3 +34,12 @@ def periodic(name: str, run: Callable[[], Awaitable[None]]) -> Callable[[], Awai
 
     guarded.__name__ = guarded.__qualname__ = name
     return guarded
+
+
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Cancel `task` (if any) and wait until it has stopped."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -12,15 +12,15 @@ broker's own replication is the durability.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Gauge
 
 from sentinel_usage.core import topics
-from sentinel_usage.core.periodic import periodic
+from sentinel_usage.core.periodic import cancel_and_wait, periodic
 from sentinel_usage.core.wire import Envelope
 from sentinel_usage.ingest.journal import IngestJournal
 from sentinel_usage.ingest.producer import EventPublisher
@@ -84,38 +84,29 @@ async def replay_journal(journal: IngestJournal, bootstrap_servers: str) -> int:
     return events
 
 
+@dataclass(eq=False)
 class DurablePublisher:
     """EventPublisher's interface; every publish journaled as well as acknowledged."""
 
-    def __init__(
-        self,
-        publisher: EventPublisher,
-        journal: IngestJournal,
-        committed: CommittedOffsets,
-        trim_every: float = 2.0,
-    ) -> None:
-        self._publisher = publisher
-        self._journal = journal
-        self._committed = committed
-        self._trim_every = trim_every
-        self._trimmer: asyncio.Task[None] | None = None
+    publisher: EventPublisher
+    journal: IngestJournal
+    committed: CommittedOffsets
+    trim_every: float = 2.0
+    _trimmer: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
-        await self._publisher.start()
+        await self.publisher.start()
         # `up` replays before the worker subscribes (replay_journal); this replays
         # only what is still unknown (another process's segments, say).
-        await self._journal.replay(self._publisher.publish_positions)
-        await self._journal.open()
+        await self.journal.replay(self.publisher.publish_positions)
+        await self.journal.open()
         self._trimmer = asyncio.create_task(self._trim_forever(), name="journal-trim")
 
     async def stop(self) -> None:
-        if self._trimmer is not None:
-            self._trimmer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._trimmer
-        await self._journal.close()
-        await self._committed.close()
-        await self._publisher.stop()
+        await cancel_and_wait(self._trimmer)
+        await self.journal.close()
+        await self.committed.close()
+        await self.publisher.stop()
 
     async def publish_envelopes(self, envelopes: Sequence[Envelope]) -> int:
         """Return the events sent once every envelope is on disk and acknowledged.
@@ -123,26 +114,26 @@ class DurablePublisher:
         Raises JournalError or aiokafka's KafkaError: then nothing is acknowledged
         (what did reach the journal or the broker is deduplicated downstream)."""
         segment, positions = await asyncio.gather(
-            self._journal.append(envelopes), self._publisher.publish_positions(envelopes)
+            self.journal.append(envelopes), self.publisher.publish_positions(envelopes)
         )
-        self._journal.published(segment, positions)
+        self.journal.published(segment, positions)
         return sum(env.event_count for env in envelopes)
 
     async def partitioner(self) -> Callable[[str], int]:
-        return await self._publisher.partitioner()
+        return await self.publisher.partitioner()
 
     async def ping(self) -> None:
-        await self._publisher.ping()
+        await self.publisher.ping()
 
     async def _trim_forever(self) -> None:
         trim = periodic("journal_trim", self._trim)
         while True:
-            await asyncio.sleep(self._trim_every)
+            await asyncio.sleep(self.trim_every)
             await trim()
 
     async def _trim(self) -> None:
-        deleted = await self._journal.trim(await self._committed.read())
-        segments, size = self._journal.backlog()
+        deleted = await self.journal.trim(await self.committed.read())
+        segments, size = self.journal.backlog()
         JOURNAL_SEGMENTS.set(segments)
         JOURNAL_BYTES.set(size)
         if deleted:

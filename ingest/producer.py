@@ -9,7 +9,6 @@ and sends; when its bounded buffer is full it drops the event and counts it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
@@ -21,6 +20,7 @@ from prometheus_client import Counter
 
 from sentinel_usage.core import topics
 from sentinel_usage.core.events import UsageEvent
+from sentinel_usage.core.periodic import cancel_and_wait
 from sentinel_usage.core.wire import Envelope, encode_envelopes, pack_envelopes
 
 log = structlog.get_logger(__name__)
@@ -238,10 +238,7 @@ class GatewayProducer:
 
     async def _drain_then_stop_sender(self) -> None:
         await self._queue.join()
-        assert self._sender is not None
-        self._sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._sender
+        await cancel_and_wait(self._sender)
 
     async def _run(self) -> None:
         self._producer = await self._connect()

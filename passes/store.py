@@ -458,27 +458,11 @@ def published_state(sentinel_pass: SentinelPass) -> dict[str, Any]:
 
 
 def _pass(row: PassRow) -> SentinelPass:
-    return SentinelPass(
-        pass_id=row.pass_id,
-        project_id=row.project_id,
-        client_id=row.client_id,
-        agent_name=row.agent_name,
-        agent_type=row.agent_type,
-        description=row.description,
-        access_level=AccessLevel(row.access_level),
-        organization=row.organization,
-        usage_type=UsageType(row.usage_type),
-        valid_from=row.valid_from,
-        valid_until=row.valid_until,
-        scopes=tuple(row.scopes.split()),
-        integration_notes=row.integration_notes,
-        credential_type=row.credential_type,
-        status=PassStatus(row.status),
-        revoked_at=_utc(row.revoked_at) if row.revoked_at else None,
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
-        credential_version=row.credential_version,
-    )
+    values = {name: getattr(row, name) for name in SentinelPass.model_fields}
+    values["scopes"] = tuple(row.scopes.split())
+    for name in ("revoked_at", "created_at", "updated_at"):
+        values[name] = _utc(values[name]) if values[name] else None
+    return SentinelPass(**values)
 
 
 def _diff(before: SentinelPass, after: SentinelPass) -> dict[str, Any]:

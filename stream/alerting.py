@@ -10,6 +10,7 @@ from datetime import timedelta
 import faust
 import structlog
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
 
 from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.clickhouse import ClickHouse
@@ -22,11 +23,16 @@ from sentinel_usage.core.settings import Settings
 from sentinel_usage.stream import alertmanager
 from sentinel_usage.stream.alertmanager import AlertmanagerNotifier
 from sentinel_usage.stream.alerts import ErrorRateEvaluator
-from sentinel_usage.stream.metrics import ALERTS_FIRING, ALERTS_PUBLISHED, PassMetrics
+from sentinel_usage.stream.metrics import PassMetrics
 from sentinel_usage.stream.table_store import TableWindowStore
 from sentinel_usage.stream.windows import UsageWindows
 
 log = structlog.get_logger(__name__)
+
+ALERTS_FIRING = Gauge("sentinel_alerts_firing", "Error-rate alerts firing now.")
+ALERTS_PUBLISHED = Counter(
+    "sentinel_alerts_published", "Alert transitions published.", labelnames=["state"]
+)
 
 
 def add_alerting(

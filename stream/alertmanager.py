@@ -9,7 +9,6 @@ superseded). A full queue drops and counts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ import structlog
 from prometheus_client import Counter
 
 from sentinel_usage.core.alerts import AlertEvent, PassAlertState
+from sentinel_usage.core.periodic import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -95,10 +95,7 @@ class AlertmanagerNotifier:
         self._task = asyncio.create_task(self._run(), name="alertmanager-notifier")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=self._timeout) as client:

@@ -13,6 +13,7 @@ as idempotent.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sentinel_usage.core.alerts import AlertEvent, ErrorRateRule, PassAlertState
@@ -24,32 +25,26 @@ Flush = Callable[[], Awaitable[None]]
 PassKey = tuple[str, str]
 
 
+@dataclass(eq=False)
 class ErrorRateEvaluator:
-    def __init__(
-        self,
-        rule: ErrorRateRule,
-        windows: UsageWindows,
-        window_size: timedelta,
-        states: WindowStore,
-        publish: Publish,
-        flush: Flush,
-    ) -> None:
-        self._rule = rule
-        self._windows = windows
-        self._size = window_size
-        self._states = states
-        self._publish = publish
-        self._flush = flush
-        self._stored: set[PassKey] = set()
+    """The alert rule over the open windows, publishing each pass's state changes."""
+
+    rule: ErrorRateRule
+    windows: UsageWindows
+    window_size: timedelta
+    states: WindowStore
+    publish: Publish
+    flush: Flush
+    _stored: set[PassKey] = field(default_factory=set, init=False)
 
     async def evaluate(self, now: datetime) -> list[PassAlertState]:
         """One round over every pass with recent windows or an open alert; returns the
         passes whose alert is firing afterwards."""
-        current = window_start(now, self._size)
-        first = current - (self._rule.window - self._size)
+        current = window_start(now, self.window_size)
+        first = current - (self.rule.window - self.window_size)
         totals: dict[PassKey, tuple[int, int]] = {}
         partitions: dict[PassKey, int] = {}
-        for window in self._windows.resident():
+        for window in self.windows.resident():
             key = (window.project_id, window.pass_id)
             partitions[key] = window.source_partition
             if first <= window.window_start <= current:
@@ -66,7 +61,9 @@ class ErrorRateEvaluator:
             before = state.to_bytes()
             state.partition = partitions.get(key, state.partition)
             requests, errors = totals.get(key, (0, 0))
-            event = state.evaluate(self._rule, requests, errors, first, current + self._size, now)
+            event = state.evaluate(
+                self.rule, requests, errors, first, current + self.window_size, now
+            )
             if event is not None:
                 state.outbox = event
             if state.to_bytes() != before:
@@ -78,14 +75,14 @@ class ErrorRateEvaluator:
 
         waiting = [s for s in states.values() if s.outbox is not None]
         if waiting:
-            await self._publish([s.outbox for s in waiting if s.outbox is not None])
+            await self.publish([s.outbox for s in waiting if s.outbox is not None])
             for state in waiting:
                 state.outbox = None
             await self._save(waiting)
         return [s for s in states.values() if s.firing]
 
     def _load(self) -> dict[PassKey, PassAlertState]:
-        loaded = (PassAlertState.from_bytes(v) for v in self._states.values())
+        loaded = (PassAlertState.from_bytes(v) for v in self.states.values())
         return {(s.project_id, s.pass_id): s for s in loaded}
 
     async def _save(self, states: list[PassAlertState]) -> None:
@@ -93,13 +90,13 @@ class ErrorRateEvaluator:
         for state in states:
             key = f"{state.project_id}\x1f{state.pass_id}".encode()
             if not state.quiet:
-                self._states.put(key, state.to_bytes(), state.partition)
+                self.states.put(key, state.to_bytes(), state.partition)
                 self._stored.add((state.project_id, state.pass_id))
             elif (state.project_id, state.pass_id) in self._stored:
-                self._states.delete(key, state.partition)
+                self.states.delete(key, state.partition)
                 self._stored.discard((state.project_id, state.pass_id))
             else:
                 continue
             written = True
         if written:
-            await self._flush()
+            await self.flush()

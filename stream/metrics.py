@@ -39,10 +39,6 @@ DUPLICATES_DROPPED = Counter(
 )
 WINDOWS_WRITTEN = Counter("sentinel_sink_windows_written", "Window rollup rows written.")
 
-ALERTS_FIRING = Gauge("sentinel_alerts_firing", "Error-rate alerts firing now.")
-ALERTS_PUBLISHED = Counter(
-    "sentinel_alerts_published", "Alert transitions published.", labelnames=["state"]
-)
 STREAM_RESUMED = Counter(
     "sentinel_stream_resumed",
     "Partitions sought back to their committed offset: records waited, the agent got none.",

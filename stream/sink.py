@@ -97,36 +97,29 @@ class SinkPolicy:
     dead_letter_budget: DeadLetterBudgetPolicy = field(default_factory=DeadLetterBudgetPolicy)
 
 
+@dataclass(eq=False)
 class UsageSink:
-    def __init__(
-        self,
-        writer: ActivityLogWriter,
-        rollups: RollupStore,
-        windows: UsageWindows,
-        send_dead_letter: SendDeadLetter,
-        flush_changelog: FlushChangelog,
-        validator: EventValidator,
-        policy: SinkPolicy = SinkPolicy(),
-        clock: Clock = SYSTEM_CLOCK,
-        pass_metrics: PassMetrics | None = None,
-        health: HealthBoard = HEALTH,
-    ) -> None:
-        self._writer = writer
-        self._rollups = rollups
-        self._windows = windows
-        self._send_dead_letter = send_dead_letter
-        self._flush_changelog = flush_changelog
-        self._validator = validator
-        self._policy = policy
-        self._clock = clock
-        self._pass_metrics = pass_metrics or PassMetrics()
-        self._health = health
-        self._budget = DeadLetterBudget(policy.dead_letter_budget)
-        self._ids: EventIdFilter | None = None
-        self._ids_refreshed = 0.0
-        self._ids_loaded_from = datetime.min.replace(tzinfo=UTC)
-        self._started = False
-        self._last_eviction = 0.0
+    """The steps of the module docstring, over injected stores, in one worker."""
+
+    writer: ActivityLogWriter
+    rollups: RollupStore
+    windows: UsageWindows
+    send_dead_letter: SendDeadLetter
+    flush_changelog: FlushChangelog
+    validator: EventValidator
+    policy: SinkPolicy = SinkPolicy()
+    clock: Clock = SYSTEM_CLOCK
+    pass_metrics: PassMetrics = field(default_factory=PassMetrics)
+    health: HealthBoard = HEALTH
+    # What the sink learns as it runs: the ids the log holds, when they were read.
+    _ids: EventIdFilter | None = field(default=None, init=False)
+    _ids_refreshed: float = field(default=0.0, init=False)
+    _ids_loaded_from: datetime = field(default=datetime.min.replace(tzinfo=UTC), init=False)
+    _started: bool = field(default=False, init=False)
+    _last_eviction: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self._budget = DeadLetterBudget(self.policy.dead_letter_budget)
 
     async def process_until_done(self, records: Sequence[SourceRecord]) -> int:
         """`process`, tried again after an unforeseen error until it succeeds.
@@ -141,15 +134,15 @@ class UsageSink:
             try:
                 written = await self.process(records)
             except Exception as exc:  # last resort: never skip a batch (see above)
-                delay = self._policy.retry.delay(attempt)
+                delay = self.policy.retry.delay(attempt)
                 SINK_FAILURES.labels(error=type(exc).__name__).inc()
-                self._health.report("sink", f"batch failing, retried in {delay:g} s: {exc!r}")
+                self.health.report("sink", f"batch failing, retried in {delay:g} s: {exc!r}")
                 log.exception("sink_batch_failed", attempt=attempt, retry_in=delay)
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
             if attempt:
-                self._health.report("sink", None)
+                self.health.report("sink", None)
             return written
 
     async def process(self, records: Sequence[SourceRecord]) -> int:
@@ -177,30 +170,30 @@ class UsageSink:
         """Windows recovered from the changelog may not have reached the rollups before
         a crash: at the first batch, write them all once."""
         if not self._started:
-            await self._retry(self._rollups.write, self._windows.resident())
+            await self._retry(self.rollups.write, self.windows.resident())
             self._started = True
 
     async def _decode(self, records: Sequence[SourceRecord]) -> DecodedBatch:
         # Decoding is most of the CPU of a batch and touches no shared state: in a
         # thread, so that the event loop (and the API served from it in `up`) is not
         # held for the whole batch.
-        return await asyncio.to_thread(decode_records, list(records), self._validator)
+        return await asyncio.to_thread(decode_records, list(records), self.validator)
 
     async def _window(self, fresh: pa.Table) -> list[WindowState]:
         """Apply the events to their windows (loading those not resident from the
         rollups), then flush the changelog: the windows are durable before the rows."""
-        assigned = self._windows.assign(fresh)
-        loaded = await self._retry(self._rollups.load, self._windows.missing(assigned.keys))
-        changed = self._windows.apply(assigned, loaded)
-        await self._retry_async("changelog flush", self._flush_changelog)
+        assigned = self.windows.assign(fresh)
+        loaded = await self._retry(self.rollups.load, self.windows.missing(assigned.keys))
+        changed = self.windows.apply(assigned, loaded)
+        await self._retry_async("changelog flush", self.flush_changelog)
         return changed
 
     async def _persist(self, fresh: pa.Table, changed: list[WindowState]) -> None:
         """The rows, then the windows they changed."""
-        await self._retry(self._writer.write, fresh)
+        await self._retry(self.writer.write, fresh)
         assert self._ids is not None  # set by _fresh
         self._ids.add(fresh.column("project_id"), fresh.column("event_id"))
-        await self._retry(self._rollups.write, changed)
+        await self._retry(self.rollups.write, changed)
 
     async def _dead_letter_all(self, decoded: DecodedBatch) -> None:
         for dead in decoded.dead_letters:
@@ -218,13 +211,13 @@ class UsageSink:
             .group_by(["project_id", "pass_id"])
             .aggregate([("error", "count"), ("error", "sum")])
         )
-        now = self._clock.now()
+        now = self.clock.now()
         for project_id, pass_id, requested, errors in zip(
             *(counts.column(c).to_pylist()
               for c in ("project_id", "pass_id", "error_count", "error_sum")),
             strict=True,
         ):  # fmt: skip
-            self._pass_metrics.observe(project_id, pass_id, requested, errors, now)
+            self.pass_metrics.observe(project_id, pass_id, requested, errors, now)
 
     async def _fresh(self, events: pa.Table) -> pa.Table:
         """`events` without repeats within the batch (the first is kept) and without
@@ -240,7 +233,7 @@ class UsageSink:
         seen = await self._seen_ids()
         maybe = seen.may_contain(events.column("project_id"), events.column("event_id"))
         if maybe.any():  # only what the filter cannot rule out is looked up
-            stored = await self._retry(self._writer.existing, events.filter(pa.array(maybe)))
+            stored = await self._retry(self.writer.existing, events.filter(pa.array(maybe)))
             if stored.num_rows:
                 known = pc.is_in(identity_keys(events), value_set=identity_keys(stored))
                 events = events.filter(pc.invert(known))
@@ -252,7 +245,7 @@ class UsageSink:
         again when it outgrows its size), then fed by each insert; with other
         workers writing too, topped up every `id_refresh_seconds`."""
         now = time.monotonic()
-        refresh = self._policy.id_refresh_seconds
+        refresh = self.policy.id_refresh_seconds
         if self._ids is None or self._ids.full:
             self._ids = await self._retry(self._load_ids)
             self._ids_refreshed = now
@@ -263,9 +256,9 @@ class UsageSink:
 
     def _load_ids(self) -> EventIdFilter:
         """Blocking: a filter of every identity in the log, streamed block by block."""
-        self._ids_loaded_from = self._writer.clock()
-        ids = EventIdFilter(capacity=2 * self._writer.count())
-        for block in self._writer.identities():
+        self._ids_loaded_from = self.writer.clock()
+        ids = EventIdFilter(capacity=2 * self.writer.count())
+        for block in self.writer.identities():
             ids.add(block.column("project_id"), block.column("event_id"))
         log.info("event_id_filter_loaded", identities=ids.count, capacity=ids.capacity)
         return ids
@@ -274,8 +267,8 @@ class UsageSink:
         """Blocking: add what was ingested since the last load or top-up (other workers'
         rows; this worker's own are added again, harmlessly), block by block."""
         since = self._ids_loaded_from - ID_REFRESH_MARGIN
-        self._ids_loaded_from = self._writer.clock()
-        for block in self._writer.identities(since):
+        self._ids_loaded_from = self.writer.clock()
+        for block in self.writer.identities(since):
             ids.add(block.column("project_id"), block.column("event_id"))
 
     def _account_dead_letters(self, decoded: DecodedBatch) -> None:
@@ -290,7 +283,7 @@ class UsageSink:
             )
 
     async def _dead_letter(self, dead: DeadLetter) -> None:
-        await self._retry_async("dead letter", lambda: self._send_dead_letter(dead))
+        await self._retry_async("dead letter", lambda: self.send_dead_letter(dead))
         DEAD_LETTERS.labels(reason=dead.reason).inc()
         log.warning(
             "dead_lettered",
@@ -303,14 +296,14 @@ class UsageSink:
 
     async def _maybe_evict(self) -> None:
         now = time.monotonic()
-        if now - self._last_eviction < self._policy.evict_every_seconds:
+        if now - self._last_eviction < self.policy.evict_every_seconds:
             return
         self._last_eviction = now
-        old: list[WindowState] = self._windows.evictable(self._clock.now())
+        old: list[WindowState] = self.windows.evictable(self.clock.now())
         if old:
-            await self._retry(self._rollups.write, old)
-            self._windows.evict(old)
-            await self._retry_async("changelog flush", self._flush_changelog)
+            await self._retry(self.rollups.write, old)
+            self.windows.evict(old)
+            await self._retry_async("changelog flush", self.flush_changelog)
             log.info("windows_evicted", count=len(old))
 
     async def _retry(self, call: Callable[..., T], *args: object) -> T:
@@ -326,14 +319,14 @@ class UsageSink:
             try:
                 result = await attempt_once()
             except RETRYABLE as exc:
-                delay = self._policy.retry.delay(attempt)
+                delay = self.policy.retry.delay(attempt)
                 SINK_RETRIES.inc()
-                self._health.report("sink", f"{what} failing, retrying in {delay:g} s: {exc}")
+                self.health.report("sink", f"{what} failing, retrying in {delay:g} s: {exc}")
                 log.warning("sink_retry", what=what, attempt=attempt, delay=delay, error=str(exc))
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
             if attempt:
-                self._health.report("sink", None)
+                self.health.report("sink", None)
                 log.info("sink_recovered", what=what, attempts=attempt)
             return result

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
@@ -24,13 +24,14 @@ from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.auth import Principal
 from sentinel_usage.api.deps import (
     AnalyticsDep,
+    PassIdPath,
     PrincipalDep,
     ReadScopeDep,
     ServicesDep,
     project_scope_for,
     require_pass,
 )
-from sentinel_usage.api.export_format import ExportFormat, export_filename, render
+from sentinel_usage.api.export_format import MEDIA_TYPES, ExportFormat, export_filename, render
 from sentinel_usage.api.filters import ActivityFilterDep
 from sentinel_usage.api.models import (
     ActivityPageResponse,
@@ -41,8 +42,6 @@ from sentinel_usage.api.models import (
 from sentinel_usage.api.responses import PROJECT_READ_ERRORS
 
 router = APIRouter(tags=["activity"], responses=PROJECT_READ_ERRORS)
-
-PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 def _cursor_query(order: Order) -> Any:
@@ -144,9 +143,9 @@ async def list_activity(
         200: {
             "description": "The file: `sentinel-pass-activity-{passId}-{timestamp}.{format}`.",
             "content": {
-                ExportFormat.CSV.media_type: {"schema": {"type": "string"}},
-                ExportFormat.JSON.media_type: {"schema": {"type": "array", "items": _ROW}},
-                ExportFormat.JSONL.media_type: {
+                MEDIA_TYPES[ExportFormat.CSV]: {"schema": {"type": "string"}},
+                MEDIA_TYPES[ExportFormat.JSON]: {"schema": {"type": "array", "items": _ROW}},
+                MEDIA_TYPES[ExportFormat.JSONL]: {
                     "schema": {"type": "string", "description": "One ActivityRow per line."}
                 },
             },
@@ -234,7 +233,7 @@ async def export_activity(
     if next_cursor:
         headers["X-Next-Cursor"] = next_cursor
     return StreamingResponse(
-        render(batch.rows, format), media_type=format.media_type, headers=headers
+        render(batch.rows, format), media_type=MEDIA_TYPES[format], headers=headers
     )
 
 
@@ -277,7 +276,7 @@ async def list_exports(
     """The project's exports, newest first: who, which pass, which filters, how many rows."""
     records, total = await analytics.exports(scope, int(per_page), (page - 1) * int(per_page))
     return ExportAuditResponse(
-        items=[ExportAuditItem(**vars(r)) for r in records],
+        items=[ExportAuditItem(**r.model_dump()) for r in records],
         page=page,
         per_page=int(per_page),
         total=total,

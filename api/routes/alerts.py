@@ -5,9 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
-from sentinel_usage.api.deps import AnalyticsDep, ReadScopeDep, ServicesDep, require_pass
+from sentinel_usage.api.deps import (
+    AnalyticsDep,
+    PassIdPath,
+    ReadScopeDep,
+    ServicesDep,
+    require_pass,
+)
 from sentinel_usage.api.models import AlertItem, AlertListResponse
 from sentinel_usage.api.responses import PROJECT_READ_ERRORS
 from sentinel_usage.core.alerts import AlertEvent
@@ -41,7 +47,7 @@ async def project_alerts(
     response_model=AlertListResponse,
 )
 async def pass_alerts(
-    pass_id: Annotated[str, Path(min_length=1, max_length=128)],
+    pass_id: PassIdPath,
     scope: ReadScopeDep,
     services: ServicesDep,
     analytics: AnalyticsDep,

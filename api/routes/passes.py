@@ -7,15 +7,16 @@ import json
 import shlex
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.api.deps import (
     AnalyticsDep,
     PassesReadScopeDep,
     PassesWriteScopeDep,
+    PassIdPath,
     PrincipalDep,
     ServicesDep,
 )
@@ -37,7 +38,6 @@ from sentinel_usage.passes.store import PassConflictError, PassNotFoundError
 
 router = APIRouter(tags=["passes"], responses=PROJECT_READ_ERRORS)
 
-PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 LIST_CURSOR: Final = r"^[0-9]{1,16}\.SP-[0-9]{4}-[A-Z0-9]{6}$"
 UNMANAGED_SCAN: Final = 1_000  # most recently used pass ids looked at for `unmanaged`
 
@@ -140,22 +140,7 @@ async def list_passes(
     unmanaged = [] if cursor or state else await _unmanaged(services, scope, search)
     return PassCardsResponse(
         project_id=scope.project_id,
-        items=[
-            PassCard(
-                pass_id=p.pass_id,
-                agent_name=p.agent_name,
-                agent_type=p.agent_type,
-                client_id=p.client_id,
-                state=p.state,
-                scopes=list(p.scopes),
-                valid_from=p.valid_from,
-                valid_until=p.valid_until,
-                last_used_at=usage[p.pass_id].last_used_at if p.pass_id in usage else None,
-                total_requests_24h=usage[p.pass_id].total_requests_24h if p.pass_id in usage else 0,
-                error_rate_24h=_rate(usage.get(p.pass_id)),
-            )
-            for p in page.items
-        ],
+        items=[PassCard.of(p, usage.get(p.pass_id)) for p in page.items],
         next_cursor=_encode_list_cursor(page.next_after) if page.next_after else None,
         unmanaged=unmanaged,
     )
@@ -177,21 +162,10 @@ async def _unmanaged(
         scope.project_id, ids
     )
     return [
-        UnmanagedPass(
-            pass_id=s.pass_id,
-            last_used_at=s.last_used_at,
-            total_requests_24h=s.total_requests_24h,
-            error_rate_24h=_rate(s),
-        )
+        UnmanagedPass(**UnmanagedPass.usage_fields(s.pass_id, s))
         for s in summaries
         if s.pass_id not in known
     ][:200]
-
-
-def _rate(summary: Any) -> float | None:
-    if summary is None or not summary.total_requests_24h:
-        return None
-    return float(summary.error_count_24h / summary.total_requests_24h)
 
 
 @router.get("/v1/projects/{project_id}/passes/{pass_id}", response_model=PassView)

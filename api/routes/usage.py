@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Final
 from zoneinfo import ZoneInfo, available_timezones
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
 from sentinel_usage.analytics.usage import UsageRange, UsageReport
-from sentinel_usage.api.deps import AnalyticsDep, ReadScopeDep, ServicesDep, require_pass
+from sentinel_usage.api.deps import (
+    AnalyticsDep,
+    PassIdPath,
+    ReadScopeDep,
+    ServicesDep,
+    require_pass,
+)
 from sentinel_usage.api.models import (
     PassOverviewResponse,
     UsageBucket,
@@ -20,7 +26,6 @@ from sentinel_usage.api.responses import PROJECT_READ_ERRORS
 
 router = APIRouter(tags=["usage"], responses=PROJECT_READ_ERRORS)
 
-PassIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 ERROR_RATE_WARNING = 0.05
 
 
