@@ -13,22 +13,14 @@ import orjson
 
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.scope import ProjectScope, ScopedQuery
+from sentinel_usage.core.columns import EVENT_SCHEMA, NULLABLE_TEXT
 from sentinel_usage.core.errors import SentinelError
+from sentinel_usage.core.events import IDENTIFIER_FIELDS
 from sentinel_usage.core.windows import EPOCH
 
-ROW_COLUMNS: Final = (
-    "event_id",
-    "activity_type",
-    "started_at",
-    "endpoint",
-    "http_method",
-    "success",
-    "status_code",
-    "duration_ms",
-    "client_ip",
-    "user_agent",
-    "error_message",
-    "metadata",
+# A row of a pass's log: the event without the identifiers the caller asked by.
+ROW_COLUMNS: Final = tuple(
+    name for name in EVENT_SCHEMA.names if name != "row" and name not in IDENTIFIER_FIELDS
 )
 _SELECT: Final = ", ".join(ROW_COLUMNS)
 EXPORT_LIMIT: Final = 10_000
@@ -248,7 +240,7 @@ class ActivityLogQuery:
 def _row(values: tuple[Any, ...]) -> dict[str, Any]:
     row = dict(zip(ROW_COLUMNS, values, strict=True))
     row["success"] = bool(row["success"])
-    for optional in ("client_ip", "user_agent", "error_message"):
+    for optional in NULLABLE_TEXT:
         row[optional] = row[optional] or None
     row["metadata"] = orjson.loads(row["metadata"]) if row["metadata"] else {}
     return row

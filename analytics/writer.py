@@ -10,26 +10,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sentinel_usage.analytics.clickhouse import ClickHouse
-from sentinel_usage.core.columns import EVENT_SCHEMA, events_table, row_keys
+from sentinel_usage.core.columns import EVENT_SCHEMA, NULLABLE_TEXT, events_table, row_keys
 from sentinel_usage.core.events import UsageEvent
 
-COLUMNS: Final = (
-    "project_id",
-    "pass_id",
-    "started_at",
-    "event_id",
-    "client_id",
-    "activity_type",
-    "endpoint",
-    "http_method",
-    "status_code",
-    "success",
-    "duration_ms",
-    "client_ip",
-    "user_agent",
-    "error_message",
-    "metadata",
-)
+# Every event field (the table's own columns, such as `ingested_at`, are its defaults).
+COLUMNS: Final = tuple(name for name in EVENT_SCHEMA.names if name != "row")
 
 
 class ActivityLogWriter:
@@ -51,11 +36,10 @@ class ActivityLogWriter:
         table = events if isinstance(events, pa.Table) else events_table(events)
         if table.num_rows == 0:
             return 0
-        empty_if_null = {"client_ip", "user_agent", "error_message"}
         block = pa.table(
             {
                 name: pc.fill_null(table.column(name), "")
-                if name in empty_if_null
+                if name in NULLABLE_TEXT
                 else table.column(name)
                 for name in COLUMNS
             }

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from ipaddress import ip_address
 from itertools import repeat
-from typing import Any, Final
+from types import UnionType
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 import numpy as np
 import orjson
@@ -48,32 +49,52 @@ from sentinel_usage.core.events import (
     metadata_json,
 )
 
-# The validated, normalised form; `row` is the event's index in the input.
+
+def _column_type(annotation: Any) -> pa.DataType:
+    """The column of a UsageEvent field: its type, `None` aside. Ids (UUID) are text in
+    canonical form (lower-case, hyphenated), choices (Literal) text, and metadata
+    (dict) JSON text."""
+    kinds = [a for a in get_args(annotation) if a is not type(None)]
+    kind = kinds[0] if get_origin(annotation) in (Union, UnionType) else annotation
+    if get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    if get_origin(kind) is Literal:
+        return pa.string()
+    return _COLUMN_TYPES[get_origin(kind) or kind]
+
+
+_COLUMN_TYPES: Final[dict[Any, pa.DataType]] = {
+    str: pa.string(),
+    uuid.UUID: pa.string(),
+    dict: pa.string(),
+    datetime: pa.timestamp("ms", tz="UTC"),
+    int: pa.int64(),
+    bool: pa.bool_(),
+    float: pa.float64(),
+}
+
+# The validated, normalised form, derived from UsageEvent (one declaration: a field
+# added there is a column here, on the wire and in the writer); `row` is the event's
+# index in the input.
 EVENT_SCHEMA: Final = pa.schema(
-    [
-        ("row", pa.int64()),
-        ("event_id", pa.string()),  # canonical: lower-case, hyphenated
-        ("project_id", pa.string()),
-        ("pass_id", pa.string()),
-        ("client_id", pa.string()),
-        ("activity_type", pa.string()),
-        ("started_at", pa.timestamp("ms", tz="UTC")),
-        ("endpoint", pa.string()),
-        ("http_method", pa.string()),
-        ("status_code", pa.int64()),
-        ("success", pa.bool_()),
-        ("duration_ms", pa.float64()),
-        ("client_ip", pa.string()),
-        ("user_agent", pa.string()),
-        ("error_message", pa.string()),
-        ("metadata", pa.string()),  # JSON text
-    ]
+    [("row", pa.int64())]
+    + [(name, _column_type(f.annotation)) for name, f in UsageEvent.model_fields.items()]
+)
+# Optional texts: null here, '' in ClickHouse, None again when read back.
+NULLABLE_TEXT: Final = tuple(
+    name
+    for name, f in UsageEvent.model_fields.items()
+    if not f.is_required() and f.default is None and EVENT_SCHEMA.field(name).type == pa.string()
 )
 WIRE_FIELDS: Final = frozenset(UsageEvent.model_fields)
 _MISSING: Final = object()
-_TEXT_FIELDS: Final = ("event_id", "project_id", "pass_id", "client_id", "activity_type",
-                       "started_at", "endpoint", "http_method", "client_ip", "user_agent",
-                       "error_message")  # fmt: skip
+# What arrives as JSON text (converted, checked, normalised afterwards).
+_TEXT_FIELDS: Final = tuple(
+    name
+    for name in EVENT_SCHEMA.names[1:]
+    if EVENT_SCHEMA.field(name).type in (pa.string(), pa.timestamp("ms", tz="UTC"))
+    and name != "metadata"
+)
 _TEXT_STRUCT: Final = pa.struct([(name, pa.string()) for name in _TEXT_FIELDS])
 _UUID: Final = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 # The one timestamp form checked here (anything else goes to the model):
@@ -129,27 +150,16 @@ def validate_events(raws: Sequence[Any], validator: EventValidator) -> Validated
 
     checks = _checks(columns, now, policy.max_future_skew, policy.retention)
     fast &= checks.ok
-    table = pa.table(
-        {
-            "row": pa.array(np.arange(n, dtype=np.int64)),
-            "event_id": pc.ascii_lower(columns["event_id"]),
-            "project_id": columns["project_id"],
-            "pass_id": columns["pass_id"],
-            "client_id": columns["client_id"],
-            "activity_type": columns["activity_type"],
-            "started_at": checks.started_at,
-            "endpoint": checks.endpoint,
-            "http_method": pc.ascii_upper(columns["http_method"]),
-            "status_code": columns["status_code"],
-            "success": checks.success,
-            "duration_ms": columns["duration_ms"],
-            "client_ip": checks.client_ip,
-            "user_agent": columns["user_agent"],
-            "error_message": columns["error_message"],
-            "metadata": columns["metadata"],
-        },
-        schema=EVENT_SCHEMA,
+    columns.update(
+        row=pa.array(np.arange(n, dtype=np.int64)),
+        event_id=pc.ascii_lower(columns["event_id"]),
+        started_at=checks.started_at,
+        endpoint=checks.endpoint,
+        http_method=pc.ascii_upper(columns["http_method"]),
+        success=checks.success,
+        client_ip=checks.client_ip,
     )
+    table = pa.table([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
     if fast.all():
         return ValidatedEvents(table, [])
     return _with_slow_rows(table.filter(pa.array(fast)), raws, np.flatnonzero(~fast), validator)
@@ -255,10 +265,16 @@ def _typed(
     return pa.array(cleaned, arrow_type), ok
 
 
-_TYPED_FIELDS: Final = (
-    ("status_code", pa.int64(), _is_int64),
-    ("success", pa.bool_(), _is_bool),
-    ("duration_ms", pa.float64(), _is_number),
+_ACCEPTS: Final[dict[pa.DataType, Callable[[Any], bool]]] = {
+    pa.int64(): _is_int64,
+    pa.bool_(): _is_bool,
+    pa.float64(): _is_number,
+}
+# What arrives as a JSON number or boolean, and which Python values each column takes.
+_TYPED_FIELDS: Final = tuple(
+    (f.name, f.type, _ACCEPTS[f.type])
+    for f in EVENT_SCHEMA
+    if f.type in _ACCEPTS and f.name != "row"
 )
 _KINDS: Final[dict[pa.DataType, set[type]]] = {
     pa.string(): {str},
