@@ -168,13 +168,33 @@ def decode_message(value: bytes | None) -> DecodedMessage:
 
 
 def _read_columns(value: bytes) -> pa.Table:
+    """The batch as WIRE_COLUMNS. A batch packed before an optional field was added
+    to the event lacks its column: it reads as null (the field's default). Any other
+    difference (a column unknown here, a required one missing, another type) is the
+    record's fault: a dead letter, never a guess."""
     try:
         table = pa.ipc.open_stream(value[len(_COLUMNS_PREFIX) :]).read_all()
     except (pa.ArrowException, ValueError) as exc:
         raise MessageDecodeError(f"not a readable {COLUMNS_SCHEMA} batch: {exc}") from None
-    if not table.schema.equals(WIRE_COLUMNS):
-        raise MessageDecodeError(
-            f"a {COLUMNS_SCHEMA} batch of other columns: {table.schema.names}; "
-            f"expected {WIRE_COLUMNS.names}"
-        )
-    return table
+    if table.schema.equals(WIRE_COLUMNS):
+        return table
+    present = set(table.schema.names)
+    missing = [f for f in WIRE_COLUMNS if f.name not in present]
+    if present <= set(WIRE_COLUMNS.names) and all(f.name in _NULL_DEFAULTS for f in missing):
+        columns = [
+            table.column(f.name) if f.name in present else pa.nulls(table.num_rows, f.type)
+            for f in WIRE_COLUMNS
+        ]
+        try:
+            return pa.table(columns, schema=WIRE_COLUMNS)
+        except (pa.ArrowException, ValueError):
+            pass  # a column of another type
+    raise MessageDecodeError(
+        f"a {COLUMNS_SCHEMA} batch of other columns: {table.schema}; expected {WIRE_COLUMNS}"
+    )
+
+
+# Fields whose absence means null: an older batch may lack their columns.
+_NULL_DEFAULTS: Final = frozenset(
+    name for name, f in UsageEvent.model_fields.items() if not f.is_required() and f.default is None
+)

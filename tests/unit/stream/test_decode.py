@@ -84,3 +84,32 @@ def test_a_columnar_batch_of_other_columns_is_a_dead_letter() -> None:
     reasons = [d.reason for d in batch.dead_letters]
     assert "batch of other columns" in reasons[0]
     assert "not a readable" in reasons[1]
+
+
+def test_a_columnar_batch_from_before_an_optional_field_reads_it_as_null() -> None:
+    """A field added to the event later: batches packed before it still decode."""
+    raws = [raw_event(pass_id="SP-OLD", user_agent="agent/1") for _ in range(3)]
+    checked = validate_events(raws, VALIDATOR)
+    (payload,) = [e.payload for e in pack_columns(checked.table)]
+    older = _repacked(payload, drop="user_agent", reorder=True)
+    batch = decode_records([record(1, older)], VALIDATOR)
+    assert batch.dead_letters == []
+    assert batch.table.column("user_agent").to_pylist() == [None] * 3
+    assert (
+        batch.table.column("endpoint").to_pylist() == checked.table.column("endpoint").to_pylist()
+    )
+    required = _repacked(payload, drop="endpoint")
+    (dead,) = decode_records([record(2, required)], VALIDATOR).dead_letters
+    assert "batch of other columns" in dead.reason
+
+
+def _repacked(payload: bytes, drop: str, reorder: bool = False) -> bytes:
+    prefix = COLUMNS_SCHEMA.encode() + b"\n"
+    table = pa.ipc.open_stream(payload[len(prefix) :]).read_all().drop_columns([drop])
+    if reorder:
+        table = table.select(list(reversed(table.column_names)))
+    sink = pa.BufferOutputStream()
+    sink.write(prefix)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
