@@ -15,7 +15,17 @@ class ConfigurationError(SentinelError):
     """The settings are invalid or insecure for the chosen mode."""
 
 
-class InvalidEventError(SentinelError):
+class InvalidRecordError(SentinelError):
+    """What a producer wrote is at fault, not a dependency: the record goes to the
+    dead-letter topic with this reason and its source; retrying cannot help."""
+
+
+class RetryLaterError(SentinelError):
+    """Back-pressure: a dependency cannot take the work now and the same work can
+    succeed later. Retried with back-off; never a reason to dead-letter or skip."""
+
+
+class InvalidEventError(InvalidRecordError):
     """An event failed validation; `errors` says which field and why."""
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
@@ -23,11 +33,11 @@ class InvalidEventError(SentinelError):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
 
-class DependencyUnavailableError(SentinelError):
+class DependencyUnavailableError(RetryLaterError):
     """Kafka or ClickHouse could not be reached: retry later, do not dead-letter."""
 
 
-class StorageError(SentinelError):
+class StorageError(RetryLaterError):
     """ClickHouse was reached but refused a write or a read (a read-only or full disk,
     too many parts, a server-side error): retry with back-off, never skip the data.
     Validated rows are never the cause, so nothing is dead-lettered for it."""

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sentinel_usage.core.columns import EVENT_SCHEMA
+from sentinel_usage.core.errors import InvalidRecordError
 from sentinel_usage.core.events import UsageEvent
 
 BATCH_SCHEMA: Final = "sentinel.usage.batch/1"
@@ -43,7 +44,7 @@ class Envelope(NamedTuple):
     event_count: int
 
 
-class MessageDecodeError(ValueError):
+class MessageDecodeError(InvalidRecordError, ValueError):
     """A message that is not JSON, or not an event nor an envelope: dead-letter it."""
 
 

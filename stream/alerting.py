@@ -17,7 +17,7 @@ from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.core import topics
 from sentinel_usage.core.alerts import AlertEvent
 from sentinel_usage.core.clock import SYSTEM_CLOCK
-from sentinel_usage.core.errors import DependencyUnavailableError
+from sentinel_usage.core.errors import RetryLaterError
 from sentinel_usage.core.periodic import periodic
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.stream import alertmanager
@@ -92,7 +92,7 @@ def add_alerting(
         now = SYSTEM_CLOCK.now()
         try:
             firing = await evaluator.evaluate(now)
-        except (DependencyUnavailableError, KafkaError) as exc:
+        except (RetryLaterError, KafkaError) as exc:
             # The outbox keeps what was not published; the next round retries it.
             log.warning("alert_evaluation_deferred", error=repr(exc))
             return

@@ -13,8 +13,9 @@ import pyarrow as pa
 import structlog
 
 from sentinel_usage.core.columns import table_events, validate_events
+from sentinel_usage.core.errors import InvalidRecordError
 from sentinel_usage.core.events import EventValidator, UsageEvent
-from sentinel_usage.core.wire import WIRE_COLUMNS, MessageDecodeError, decode_message
+from sentinel_usage.core.wire import WIRE_COLUMNS, decode_message
 
 MAX_DEAD_PAYLOAD_BYTES = 64 * 1024
 
@@ -138,7 +139,7 @@ def _decode(records: list[SourceRecord], validator: EventValidator) -> DecodedBa
     for position, record in enumerate(records):
         try:
             message = decode_message(record.value)
-        except MessageDecodeError as exc:
+        except InvalidRecordError as exc:
             letter = DeadLetter(str(exc), record, payload=_payload_text(record.value))
             dead.append((position, -1, letter))
             continue

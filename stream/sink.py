@@ -47,7 +47,7 @@ from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.writer import ActivityLogWriter, identity_keys
 from sentinel_usage.core.aggregate import WindowState, requests_mask
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
-from sentinel_usage.core.errors import DependencyUnavailableError, StorageError
+from sentinel_usage.core.errors import RetryLaterError
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.health import HEALTH, HealthBoard
 from sentinel_usage.core.idfilter import EventIdFilter
@@ -74,8 +74,10 @@ FlushChangelog = Callable[[], Awaitable[None]]
 T = TypeVar("T")
 ID_REFRESH_MARGIN = timedelta(seconds=5)  # rows become visible a little after their clock
 
-# "Retry later": the write did not happen and may succeed when the fault clears.
-RETRYABLE: tuple[type[BaseException], ...] = (DependencyUnavailableError, StorageError, KafkaError)
+# "Retry later" (back-pressure): the write did not happen and may succeed when the fault
+# clears. The broker client's errors are aiokafka's own; ours are RetryLaterError.
+# "Invalid record" (InvalidRecordError) never reaches here: decode makes it a DeadLetter.
+RETRYABLE: tuple[type[BaseException], ...] = (RetryLaterError, KafkaError)
 
 
 @dataclass(frozen=True)
