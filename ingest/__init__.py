@@ -1,1 +1,2 @@
-"""Getting events into Kafka: the gateway producer, the HTTP body parser, the publisher."""
+"""Getting events into Kafka: POST /v1/events without the HTTP (`EventIngest`), the body
+parser, the durable journal, the publishers and the gateway producer."""

@@ -151,14 +151,16 @@ class UsageSink:
         """Handle one batch, step by step in the order the module docstring explains;
         return the number of new events written. A write that fails for a dependency
         (RETRYABLE: back-pressure) is retried inside its step; an invalid record is a
-        DeadLetter of `decode`, sent by `dead_letter` after the writes."""
+        DeadLetter of `decode`, sent by `dead_letter` after the writes. Each step is a
+        method of its own, tested alone (tests/integration/test_sink_steps.py); only
+        this order makes them exact under redelivery."""
         started = time.perf_counter()
-        await self._recover_once()
-        decoded = await self._decode(records)
-        fresh = await self._fresh(decoded.table)
-        changed = await self._window(fresh)
-        await self._persist(fresh, changed)
-        await self._dead_letter_all(decoded)
+        await self.recover_once()
+        decoded = await self.decode(records)
+        fresh = await self.drop_known(decoded.table)
+        changed = await self.window(fresh)
+        await self.persist(fresh, changed)
+        await self.dead_letter(decoded)
         await self._maybe_evict()
         self._observe(fresh)
         EVENTS_WRITTEN.inc(fresh.num_rows)
@@ -168,20 +170,41 @@ class UsageSink:
 
     # -- the steps -----------------------------------------------------------------
 
-    async def _recover_once(self) -> None:
+    async def recover_once(self) -> None:
         """Windows recovered from the changelog may not have reached the rollups before
         a crash: at the first batch, write them all once."""
         if not self._started:
             await self._retry(self.rollups.write, self.windows.resident())
             self._started = True
 
-    async def _decode(self, records: Sequence[SourceRecord]) -> DecodedBatch:
+    async def decode(self, records: Sequence[SourceRecord]) -> DecodedBatch:
         # Decoding is most of the CPU of a batch and touches no shared state: in a
         # thread, so that the event loop (and the API served from it in `up`) is not
         # held for the whole batch.
         return await asyncio.to_thread(decode_records, list(records), self.validator)
 
-    async def _window(self, fresh: pa.Table) -> list[WindowState]:
+    async def drop_known(self, events: pa.Table) -> pa.Table:
+        """`events` without repeats within the batch (the first is kept) and without
+        those whose identity (project_id, event_id) the activity log already holds,
+        whatever their other fields: the first version accepted wins."""
+        total = events.num_rows
+        # Identity keys are built only when needed: distinct ids mean no repeats.
+        if pc.count_distinct(events.column("event_id")).as_py() < total:
+            keys = pc.dictionary_encode(identity_keys(events)).indices.to_numpy()
+            first = np.unique(keys, return_index=True)[1]
+            first.sort()
+            events = events.take(pa.array(first))
+        seen = await self._seen_ids()
+        maybe = seen.may_contain(events.column("project_id"), events.column("event_id"))
+        if maybe.any():  # only what the filter cannot rule out is looked up
+            stored = await self._retry(self.writer.existing, events.filter(pa.array(maybe)))
+            if stored.num_rows:
+                known = pc.is_in(identity_keys(events), value_set=identity_keys(stored))
+                events = events.filter(pc.invert(known))
+        DUPLICATES_DROPPED.inc(total - events.num_rows)
+        return events
+
+    async def window(self, fresh: pa.Table) -> list[WindowState]:
         """Apply the events to their windows (loading those not resident from the
         rollups), then flush the changelog: the windows are durable before the rows."""
         assigned = self.windows.assign(fresh)
@@ -190,16 +213,16 @@ class UsageSink:
         await self._retry_async("changelog flush", self.flush_changelog)
         return changed
 
-    async def _persist(self, fresh: pa.Table, changed: list[WindowState]) -> None:
+    async def persist(self, fresh: pa.Table, changed: list[WindowState]) -> None:
         """The rows, then the windows they changed."""
         await self._retry(self.writer.write, fresh)
-        assert self._ids is not None  # set by _fresh
-        self._ids.add(fresh.column("project_id"), fresh.column("event_id"))
+        if self._ids is not None:  # else it is loaded from the log, these rows included
+            self._ids.add(fresh.column("project_id"), fresh.column("event_id"))
         await self._retry(self.rollups.write, changed)
 
-    async def _dead_letter_all(self, decoded: DecodedBatch) -> None:
+    async def dead_letter(self, decoded: DecodedBatch) -> None:
         for dead in decoded.dead_letters:
-            await self._dead_letter(dead)
+            await self._send_one_dead_letter(dead)
         self._account_dead_letters(decoded)
 
     def _observe(self, events: pa.Table) -> None:
@@ -220,27 +243,6 @@ class UsageSink:
             strict=True,
         ):  # fmt: skip
             self.pass_metrics.observe(project_id, pass_id, requested, errors, now)
-
-    async def _fresh(self, events: pa.Table) -> pa.Table:
-        """`events` without repeats within the batch (the first is kept) and without
-        those whose identity (project_id, event_id) the activity log already holds,
-        whatever their other fields: the first version accepted wins."""
-        total = events.num_rows
-        # Identity keys are built only when needed: distinct ids mean no repeats.
-        if pc.count_distinct(events.column("event_id")).as_py() < total:
-            keys = pc.dictionary_encode(identity_keys(events)).indices.to_numpy()
-            first = np.unique(keys, return_index=True)[1]
-            first.sort()
-            events = events.take(pa.array(first))
-        seen = await self._seen_ids()
-        maybe = seen.may_contain(events.column("project_id"), events.column("event_id"))
-        if maybe.any():  # only what the filter cannot rule out is looked up
-            stored = await self._retry(self.writer.existing, events.filter(pa.array(maybe)))
-            if stored.num_rows:
-                known = pc.is_in(identity_keys(events), value_set=identity_keys(stored))
-                events = events.filter(pc.invert(known))
-        DUPLICATES_DROPPED.inc(total - events.num_rows)
-        return events
 
     async def _seen_ids(self) -> EventIdFilter:
         """The filter of every identity in the log: built at the first batch (and
@@ -284,7 +286,7 @@ class UsageSink:
                 int(self._budget.exceeded(share))
             )
 
-    async def _dead_letter(self, dead: DeadLetter) -> None:
+    async def _send_one_dead_letter(self, dead: DeadLetter) -> None:
         await self._retry_async("dead letter", lambda: self.send_dead_letter(dead))
         DEAD_LETTERS.labels(reason=dead.reason).inc()
         log.warning(

@@ -1,0 +1,127 @@
+"""Each step of UsageSink.process alone, on the real ClickHouse engine: what it takes,
+what it gives, and what it leaves in ClickHouse. (The order that makes them exact
+under redelivery is tested through `process` in test_sink.py and the e2e suites.)"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from sentinel_usage.analytics.activity import ActivityLogQuery
+from sentinel_usage.analytics.clickhouse import ClickHouse
+from sentinel_usage.analytics.rollups import RollupStore
+from sentinel_usage.analytics.scope import ProjectScope
+from sentinel_usage.analytics.writer import ActivityLogWriter
+from sentinel_usage.core.events import EventValidator
+from sentinel_usage.core.wire import BATCH_SCHEMA
+from sentinel_usage.stream.decode import DeadLetter, SourceRecord
+from sentinel_usage.stream.sink import UsageSink
+from sentinel_usage.stream.windows import UsageWindows
+from tests.factories import raw_event
+from tests.stream_support import InMemoryWindowStore
+
+VALIDATOR = EventValidator()
+
+
+class Steps:
+    """A sink over the real engine, its dead letters and changelog flushes recorded."""
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self.dead: list[DeadLetter] = []
+        self.flushes = 0
+
+        async def send_dead_letter(dead: DeadLetter) -> None:
+            self.dead.append(dead)
+
+        async def flush() -> None:
+            self.flushes += 1
+
+        self.sink = UsageSink(
+            ActivityLogWriter(clickhouse),
+            RollupStore(clickhouse),
+            UsageWindows(InMemoryWindowStore()),
+            send_dead_letter,
+            flush,
+            VALIDATOR,
+        )
+
+
+def envelope(offset: int, events: list[dict[str, Any]]) -> SourceRecord:
+    payload = orjson.dumps({"schema": BATCH_SCHEMA, "events": events})
+    return SourceRecord("sentinel.usage.events", 0, offset, b"k", payload)
+
+
+def new_pass() -> str:
+    return f"SP-{uuid.uuid4().hex[:8]}"
+
+
+async def test_decode_gives_the_valid_events_and_the_rest_as_dead_letters(
+    clickhouse: ClickHouse,
+) -> None:
+    steps = Steps(clickhouse)
+    pass_id = new_pass()
+    good = [raw_event(pass_id=pass_id) for _ in range(3)]
+    decoded = await steps.sink.decode(
+        [envelope(7, [*good, raw_event(pass_id=pass_id, duration_ms=-1)]), envelope(8, [])]
+    )
+    assert decoded.table.column("event_id").to_pylist() == [e["event_id"] for e in good]
+    assert decoded.table.column("source_offset").to_pylist() == [7, 7, 7]
+    (dead,) = decoded.dead_letters
+    assert (dead.source.offset, dead.index) == (7, 3)
+    assert dead.errors[0]["field"] == "duration_ms"
+    assert steps.dead == []  # decoding sends nothing
+
+
+async def test_drop_known_keeps_the_first_of_repeats_and_drops_what_the_log_holds(
+    clickhouse: ClickHouse,
+) -> None:
+    steps = Steps(clickhouse)
+    pass_id = new_pass()
+    stored, fresh = raw_event(pass_id=pass_id), raw_event(pass_id=pass_id)
+    ActivityLogWriter(clickhouse).write([VALIDATOR.validate(stored)])
+    again = dict(fresh, endpoint="/v1/other")  # the same identity, other fields
+    decoded = await steps.sink.decode([envelope(1, [stored, fresh, again])])
+    kept = await steps.sink.drop_known(decoded.table)
+    assert kept.column("event_id").to_pylist() == [fresh["event_id"]]
+    assert kept.column("endpoint").to_pylist() == [fresh["endpoint"]]  # the first wins
+
+
+async def test_window_applies_once_per_offset_and_flushes_before_returning(
+    clickhouse: ClickHouse,
+) -> None:
+    steps = Steps(clickhouse)
+    pass_id = new_pass()
+    events = [raw_event(pass_id=pass_id, status_code=code) for code in (200, 200, 500)]
+    decoded = await steps.sink.decode([envelope(5, events)])
+    (state,) = await steps.sink.window(decoded.table)
+    assert (state.aggregate.total_requests, state.aggregate.error_count) == (3, 1)
+    assert steps.flushes == 1
+    # The same record again (a redelivery) is at or below the window's watermark.
+    assert await steps.sink.window(decoded.table) == []
+
+
+async def test_persist_writes_the_rows_then_their_windows(clickhouse: ClickHouse) -> None:
+    steps = Steps(clickhouse)
+    pass_id = new_pass()
+    decoded = await steps.sink.decode([envelope(3, [raw_event(pass_id=pass_id)] * 2)])
+    changed = await steps.sink.window(decoded.table)
+    await steps.sink.persist(decoded.table, changed)
+    page = ActivityLogQuery(clickhouse).page(ProjectScope("proj-a"), pass_id, 1, 10)
+    assert page.total == 1  # the same event twice: one row (the table folds it)...
+    stored = RollupStore(clickhouse).load([changed[0].key])
+    # ...but the window counted both: dropping repeats is drop_known's job, before.
+    assert stored[changed[0].key].aggregate.total_requests == 2
+
+
+async def test_dead_letter_sends_each_with_its_source(clickhouse: ClickHouse) -> None:
+    steps = Steps(clickhouse)
+    decoded = await steps.sink.decode(
+        [envelope(4, [raw_event(client_ip="nope")]), SourceRecord("t", 0, 9, None, b"{")]
+    )
+    await steps.sink.dead_letter(decoded)
+    assert [(d.source.offset, d.reason.split(":")[0]) for d in steps.dead] == [
+        (4, "invalid event"),
+        (9, "not valid JSON"),
+    ]
