@@ -1,11 +1,13 @@
 """The worker's small parts that must never lose or stop anything: the batcher on
-a revocation, the periodic guard, the lag metric before the first fetch."""
+a revocation, the periodic guard, the lag metric before the first fetch, the logging."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import faust
 import pytest
 from aiokafka import TopicPartition
 
@@ -14,6 +16,7 @@ from sentinel_usage.core.periodic import PERIODIC_FAILURES, periodic
 from sentinel_usage.stream.batcher import SinkBatcher
 from sentinel_usage.stream.metrics import CONSUMER_LAG
 from sentinel_usage.stream.positions import update_lag
+from sentinel_usage.stream.worker import BoundedShutdownWorker
 
 
 @dataclass
@@ -107,3 +110,19 @@ def test_a_partition_is_stalled_only_when_the_same_stall_lasts() -> None:
     assert not guard.check(2, committed=9, highwater=9, waiting=False, now=50.0)
     assert not guard.check(3, committed=None, highwater=None, waiting=False, now=0.0)
     assert not guard.check(3, committed=None, highwater=None, waiting=False, now=50.0)
+
+
+def test_the_worker_keeps_the_root_logger_at_the_configured_level() -> None:
+    """Faust's spinner set a WARNING root logger to DEBUG (every library debug call
+    then built a record); the worker hangs no spinner."""
+    app = faust.App("logging-probe", broker="memory://")
+    worker = BoundedShutdownWorker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    root = logging.getLogger()
+    before = root.level
+    try:
+        root.setLevel(logging.WARNING)
+        worker.on_setup_root_logger(root, logging.WARNING)
+        assert root.level == logging.WARNING
+        assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(before)
