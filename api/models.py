@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
@@ -83,7 +83,22 @@ class ReadinessResponse(BaseModel):
     checks: dict[str, str]
 
 
-class UsageBucket(BaseModel):
+# The latency percentiles `usage` can give beside the seeds' p95 (`percentiles=`): the
+# value at rank floor(p/100 * (n - 1)) of the sorted durations, within 1% of it.
+PERCENTILES: Final = (50, 75, 90, 95, 99)
+_PERCENTILE_DOC: Final = "Only when asked for with `percentiles=`; within 1% of the exact value."
+
+
+class LatencyPercentiles(BaseModel):
+    """The percentiles other than p95, present only when asked for."""
+
+    p50_latency_ms: float | None = Field(None, description=_PERCENTILE_DOC)
+    p75_latency_ms: float | None = Field(None, description=_PERCENTILE_DOC)
+    p90_latency_ms: float | None = Field(None, description=_PERCENTILE_DOC)
+    p99_latency_ms: float | None = Field(None, description=_PERCENTILE_DOC)
+
+
+class UsageBucket(LatencyPercentiles):
     bucket_start: UtcTimestamp
     bucket_end: UtcTimestamp
     partial: bool = Field(description="The bucket has not ended yet.")
@@ -95,7 +110,7 @@ class UsageBucket(BaseModel):
     p95_latency_ms: float | None
 
 
-class UsageMetrics(BaseModel):
+class UsageMetrics(LatencyPercentiles):
     total_requests: int
     success_count: int
     error_count: int

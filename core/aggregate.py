@@ -108,7 +108,12 @@ class UsageAggregate:
 
     @property
     def p95_latency_ms(self) -> float | None:
-        return self.sketch.quantile(0.95)
+        return self.latency_percentile_ms(95)
+
+    def latency_percentile_ms(self, percentile: int) -> float | None:
+        """The `percentile`-th percentile of the latencies (see core/sketch.py for the
+        rank convention and the 1% bound)."""
+        return self.sketch.quantile(percentile / 100)
 
     @property
     def unique_endpoints(self) -> int:

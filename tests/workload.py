@@ -91,16 +91,22 @@ def expected_counts(events: list[dict[str, Any]], start: datetime, end: datetime
     }
 
 
-def exact_p95(durations: list[float]) -> float | None:
+def exact_percentile(durations: list[float], percentile: int) -> float | None:
+    """The value at rank floor(p/100 * (n - 1)) of the sorted durations (the rank the
+    API documents), computed here without the code under test."""
     if not durations:
         return None
     ordered = sorted(durations)
-    return ordered[math.floor(0.95 * (len(ordered) - 1))]
+    return ordered[math.floor(percentile / 100 * (len(ordered) - 1))]
+
+
+def exact_p95(durations: list[float]) -> float | None:
+    return exact_percentile(durations, 95)
 
 
 def assert_matches_log(total: Any, want: dict[str, Any]) -> None:
     """`total` (a UsageAggregate over some range) against `expected_counts` of the same
-    range: counts exact, p95 within 1% of the exact value."""
+    range: counts exact, p50, p90, p95 and p99 within 1% of the exact values."""
     assert total.total_requests == want["total_requests"]
     assert total.success_count == want["success_count"]
     assert total.error_count == want["error_count"]
@@ -110,3 +116,9 @@ def assert_matches_log(total: Any, want: dict[str, Any]) -> None:
     assert truth is not None
     assert total.p95_latency_ms is not None
     assert abs(total.p95_latency_ms - truth) <= 0.01 * truth
+    for percentile in (50, 90, 99):
+        exact = exact_percentile(want["durations"], percentile)
+        got = total.latency_percentile_ms(percentile)
+        assert exact is not None
+        assert got is not None
+        assert abs(got - exact) <= 0.01 * exact, (percentile, got, exact)

@@ -17,12 +17,14 @@ from sentinel_usage.api.deps import (
     require_pass,
 )
 from sentinel_usage.api.models import (
+    PERCENTILES,
     PassOverviewResponse,
     UsageBucket,
     UsageMetrics,
     UsageResponse,
 )
 from sentinel_usage.api.responses import PROJECT_READ_ERRORS
+from sentinel_usage.core.aggregate import UsageAggregate
 
 router = APIRouter(tags=["usage"], responses=PROJECT_READ_ERRORS)
 
@@ -52,10 +54,27 @@ ZoneName = Annotated[
 ]
 
 
+_CHOICE: Final = "|".join(str(p) for p in PERCENTILES)
+PercentilesQuery = Annotated[
+    str,
+    Query(
+        description="Latency percentiles to give, comma-separated, of "
+        f"{', '.join(map(str, PERCENTILES))}: each as `pN_latency_ms` in `metrics` and in "
+        "every bucket, the value at rank floor(N/100 * (n - 1)) of the sorted durations, "
+        "within 1% of it (one mergeable sketch; never an average of percentiles). "
+        "`p95_latency_ms` is always given.",
+        pattern=rf"^({_CHOICE})(,({_CHOICE}))*$",
+        examples=["50,95,99"],
+    ),
+]
+
+
 @router.get(
     "/v1/projects/{project_id}/passes/{pass_id}/usage",
     response_model=UsageResponse,
     response_model_by_alias=True,
+    # The percentiles not asked for are left out (every other field is always set).
+    response_model_exclude_unset=True,
 )
 async def pass_usage(
     pass_id: PassIdPath,
@@ -67,11 +86,13 @@ async def pass_usage(
         UsageRange,
         Query(alias="range", description="24h (hourly points), 7d or 30d (daily points)"),
     ] = UsageRange.DAY,
+    percentiles: PercentilesQuery = "95",
 ) -> UsageResponse:
     """Timeline (every bucket, zero-filled) and metrics over the range."""
     await require_pass(services, scope, pass_id)
     report = await analytics.usage(scope, pass_id, range_, ZoneInfo(tz), services.clock.now())
-    return _usage_response(pass_id, report)
+    extra = sorted({int(p) for p in percentiles.split(",")} - {95})
+    return _usage_response(pass_id, report, extra)
 
 
 @router.get(
@@ -97,7 +118,11 @@ async def pass_overview(
     )
 
 
-def _usage_response(pass_id: str, report: UsageReport) -> UsageResponse:
+def _percentiles(usage: UsageAggregate, extra: list[int]) -> dict[str, float | None]:
+    return {f"p{p}_latency_ms": _round(usage.latency_percentile_ms(p)) for p in extra}
+
+
+def _usage_response(pass_id: str, report: UsageReport, extra: list[int]) -> UsageResponse:
     total = report.total
     return UsageResponse(
         pass_id=pass_id,
@@ -117,6 +142,7 @@ def _usage_response(pass_id: str, report: UsageReport) -> UsageResponse:
                 success_rate=b.usage.success_rate,
                 avg_latency_ms=_round(b.usage.avg_latency_ms),
                 p95_latency_ms=_round(b.usage.p95_latency_ms),
+                **_percentiles(b.usage, extra),
             )
             for b in report.buckets
         ],
@@ -133,6 +159,7 @@ def _usage_response(pass_id: str, report: UsageReport) -> UsageResponse:
             unique_endpoints=total.unique_endpoints,
             token_generations=total.token_generations,
             token_failures=total.token_failures,
+            **_percentiles(total, extra),
         ),
         last_updated=report.generated_at,
     )

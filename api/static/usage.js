@@ -30,6 +30,8 @@ function renderMetrics(m) {
   avg.textContent = millis(m.avg_latency_ms);
   avg.className = `value ${latencyLevel(m.avg_latency_ms)}`;
   $("#m-p95").textContent = millis(m.p95_latency_ms);
+  $("#m-p50").textContent = millis(m.p50_latency_ms);
+  $("#m-p99").textContent = millis(m.p99_latency_ms);
   $("#m-endpoints").textContent = number(m.unique_endpoints);
   $("#m-errors").textContent = percent(m.error_rate);
   $("#m-error-warning").hidden = !m.error_rate_warning;
@@ -96,7 +98,7 @@ function renderChart(timeline, granularity) {
 }
 
 async function loadUsage() {
-  const params = new URLSearchParams({ range: state.range, tz: state.tz });
+  const params = new URLSearchParams({ range: state.range, tz: state.tz, percentiles: "50,95,99" });
   const usage = await apiJson(`${base}/usage?${params}`);
   renderMetrics(usage.metrics);
   renderChart(usage.timeline, usage.granularity);

@@ -74,7 +74,8 @@ def test_the_page_shows_the_api_numbers(
     )
     with stack.client([PROJECT], ["usage:read"]) as http:
         usage = http.get(
-            f"/v1/projects/{PROJECT}/passes/{pass_id}/usage", params={"tz": "UTC"}
+            f"/v1/projects/{PROJECT}/passes/{pass_id}/usage",
+            params={"tz": "UTC", "percentiles": "50,95,99"},
         ).json()
     m = usage["metrics"]
     expect(page.locator("#m-total")).to_have_text(f"{m['total_requests']:,}")
@@ -82,6 +83,8 @@ def test_the_page_shows_the_api_numbers(
     expect(page.locator("#m-avg")).to_have_text(f"{m['avg_latency_ms']:.1f} ms")
     expect(page.locator("#m-avg")).to_have_class(f"value level-{m['avg_latency_level']}")
     expect(page.locator("#m-p95")).to_have_text(f"{m['p95_latency_ms']:.1f} ms")
+    expect(page.locator("#m-p50")).to_have_text(f"{m['p50_latency_ms']:.1f} ms")
+    expect(page.locator("#m-p99")).to_have_text(f"{m['p99_latency_ms']:.1f} ms")
     expect(page.locator("#m-endpoints")).to_have_text(str(m["unique_endpoints"]))
     expect(page.locator("#m-errors")).to_have_text(f"{m['error_rate'] * 100:.1f}%")
     expect(page.locator("#m-error-warning")).to_be_visible()  # 9 of 54 failed: above 5%
