@@ -18,6 +18,7 @@ from typing import ParamSpec, TypeVar
 from sentinel_usage.analytics.activity import ActivityLogQuery
 from sentinel_usage.analytics.alerts import AlertStore
 from sentinel_usage.analytics.clickhouse import ClickHouse
+from sentinel_usage.analytics.endpoints import EndpointQuery
 from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import pending
 from sentinel_usage.analytics.usage import UsageQuery
@@ -65,4 +66,5 @@ class Analytics:
         self.record_export = run(audit.record)
         self.exports = run(audit.list)
         self.alerts = run(AlertStore(clickhouse).list)
+        self.endpoints = run(EndpointQuery(clickhouse).endpoints)
         self.pending_migrations = run(functools.partial(pending, clickhouse))

@@ -141,6 +141,42 @@ class UsageResponse(BaseModel):
     last_updated: UtcTimestamp
 
 
+class EndpointItem(BaseModel):
+    endpoint: str = Field(description="The route template (`/v1/items/{id}`).")
+    total_requests: int
+    error_count: int
+    error_rate: float
+    avg_latency_ms: float
+    p95_latency_ms: float | None = Field(description="Within 1% of the exact value.")
+
+
+class StatusCodeCount(BaseModel):
+    status_code: int
+    count: int
+
+
+class StatusCodes(BaseModel):
+    classes: dict[str, int] = Field(
+        description="Requests by class (`2xx`, `3xx`, `4xx`, `5xx`; `none` without a status)."
+    )
+    top: list[StatusCodeCount] = Field(description="The five most frequent status codes.")
+
+
+class EndpointsResponse(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    pass_id: str
+    range: Literal["24h", "7d", "30d"]
+    tz: str
+    from_: UtcTimestamp = Field(alias="from", serialization_alias="from")
+    to: UtcTimestamp
+    items: list[EndpointItem] = Field(description="Most requested first.")
+    page: int
+    per_page: int
+    total: int = Field(description="Endpoints with requests in the range.")
+    status_codes: StatusCodes
+
+
 class PassOverviewResponse(BaseModel):
     pass_id: str
     total_requests: int

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, available_timezones
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
-from sentinel_usage.analytics.usage import UsageRange, UsageReport
+from sentinel_usage.analytics.usage import UsageRange, UsageReport, bucket_bounds
 from sentinel_usage.api.deps import (
     AnalyticsDep,
     PassIdPath,
@@ -18,7 +18,11 @@ from sentinel_usage.api.deps import (
 )
 from sentinel_usage.api.models import (
     PERCENTILES,
+    EndpointItem,
+    EndpointsResponse,
     PassOverviewResponse,
+    StatusCodeCount,
+    StatusCodes,
     UsageBucket,
     UsageMetrics,
     UsageResponse,
@@ -54,6 +58,12 @@ ZoneName = Annotated[
 ]
 
 
+RangeQuery = Annotated[
+    UsageRange,
+    Query(alias="range", description="24h (hourly points), 7d or 30d (daily points)"),
+]
+
+
 _CHOICE: Final = "|".join(str(p) for p in PERCENTILES)
 PercentilesQuery = Annotated[
     str,
@@ -82,10 +92,7 @@ async def pass_usage(
     services: ServicesDep,
     analytics: AnalyticsDep,
     tz: ZoneName = "UTC",
-    range_: Annotated[
-        UsageRange,
-        Query(alias="range", description="24h (hourly points), 7d or 30d (daily points)"),
-    ] = UsageRange.DAY,
+    range_: RangeQuery = UsageRange.DAY,
     percentiles: PercentilesQuery = "95",
 ) -> UsageResponse:
     """Timeline (every bucket, zero-filled) and metrics over the range."""
@@ -93,6 +100,55 @@ async def pass_usage(
     report = await analytics.usage(scope, pass_id, range_, ZoneInfo(tz), services.clock.now())
     extra = sorted({int(p) for p in percentiles.split(",")} - {95})
     return _usage_response(pass_id, report, extra)
+
+
+@router.get(
+    "/v1/projects/{project_id}/passes/{pass_id}/endpoints",
+    response_model=EndpointsResponse,
+    response_model_by_alias=True,
+)
+async def pass_endpoints(
+    pass_id: PassIdPath,
+    scope: ReadScopeDep,
+    services: ServicesDep,
+    analytics: AnalyticsDep,
+    tz: ZoneName = "UTC",
+    range_: RangeQuery = UsageRange.DAY,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> EndpointsResponse:
+    """The pass's endpoints over the range of the usage timeline (the same `range` and
+    `tz`), most requested first, and its status codes. Counts are exact; latencies
+    within 1%."""
+    await require_pass(services, scope, pass_id)
+    buckets = bucket_bounds(range_, ZoneInfo(tz), services.clock.now())
+    start, end = buckets[0].start, buckets[-1].end
+    found = await analytics.endpoints(scope, pass_id, start, end, per_page, (page - 1) * per_page)
+    return EndpointsResponse(
+        pass_id=pass_id,
+        range=range_.value,
+        tz=tz,
+        from_=start,
+        to=end,
+        items=[
+            EndpointItem(
+                endpoint=e.endpoint,
+                total_requests=e.total_requests,
+                error_count=e.error_count,
+                error_rate=e.error_rate,
+                avg_latency_ms=round(e.avg_latency_ms, 3),
+                p95_latency_ms=_round(e.p95_latency_ms),
+            )
+            for e in found.items
+        ],
+        page=page,
+        per_page=per_page,
+        total=found.total,
+        status_codes=StatusCodes(
+            classes=found.status_classes(),
+            top=[StatusCodeCount(status_code=c, count=n) for c, n in found.top_codes()],
+        ),
+    )
 
 
 @router.get(

@@ -97,11 +97,27 @@ function renderChart(timeline, granularity) {
   });
 }
 
+function renderEndpoints(found) {
+  const classes = Object.entries(found.status_codes.classes);
+  $("#status-classes").textContent = classes.length
+    ? `Status codes: ${classes.map(([k, n]) => `${k} ${number(n)}`).join(" · ")}`
+    : "";
+  $("#endpoints tbody").innerHTML = found.items.map((e) => `<tr>
+      <td>${escapeHtml(e.endpoint)}</td><td>${number(e.total_requests)}</td>
+      <td>${number(e.error_count)}</td><td>${percent(e.error_rate)}</td>
+      <td>${millis(e.avg_latency_ms)}</td><td>${millis(e.p95_latency_ms)}</td></tr>`).join("");
+  $("#endpoints-empty").hidden = found.items.length > 0;
+}
+
 async function loadUsage() {
-  const params = new URLSearchParams({ range: state.range, tz: state.tz, percentiles: "50,95,99" });
-  const usage = await apiJson(`${base}/usage?${params}`);
+  const range = { range: state.range, tz: state.tz };
+  const [usage, found] = await Promise.all([
+    apiJson(`${base}/usage?${new URLSearchParams({ ...range, percentiles: "50,95,99" })}`),
+    apiJson(`${base}/endpoints?${new URLSearchParams({ ...range, per_page: 10 })}`),
+  ]);
   renderMetrics(usage.metrics);
   renderChart(usage.timeline, usage.granularity);
+  renderEndpoints(found);
   return usage;
 }
 

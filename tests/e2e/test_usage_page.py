@@ -85,6 +85,28 @@ def test_the_page_shows_the_api_numbers(
     expect(page.locator("#m-p95")).to_have_text(f"{m['p95_latency_ms']:.1f} ms")
     expect(page.locator("#m-p50")).to_have_text(f"{m['p50_latency_ms']:.1f} ms")
     expect(page.locator("#m-p99")).to_have_text(f"{m['p99_latency_ms']:.1f} ms")
+
+    # the top endpoints under the chart: the API's breakdown, most requested first
+    with stack.client([PROJECT], ["usage:read"]) as http:
+        found = http.get(
+            f"/v1/projects/{PROJECT}/passes/{pass_id}/endpoints",
+            params={"tz": "UTC", "per_page": 10},
+        ).json()
+    rows = page.locator("#endpoints tbody tr")
+    expect(rows).to_have_count(len(found["items"]))
+    for index, item in enumerate(found["items"]):
+        expect(rows.nth(index).locator("td")).to_have_text(
+            [
+                item["endpoint"],
+                f"{item['total_requests']:,}",
+                f"{item['error_count']:,}",
+                f"{item['error_rate'] * 100:.1f}%",
+                f"{item['avg_latency_ms']:.1f} ms",
+                f"{item['p95_latency_ms']:.1f} ms",
+            ]
+        )
+    assert sum(item["total_requests"] for item in found["items"]) == m["total_requests"]
+    expect(page.locator("#status-classes")).to_contain_text("2xx")
     expect(page.locator("#m-endpoints")).to_have_text(str(m["unique_endpoints"]))
     expect(page.locator("#m-errors")).to_have_text(f"{m['error_rate'] * 100:.1f}%")
     expect(page.locator("#m-error-warning")).to_be_visible()  # 9 of 54 failed: above 5%

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,14 +52,18 @@ def pass_with_traffic(clickhouse: ClickHouse) -> dict[str, Any]:
     pass_id = f"SP-{uuid.uuid4().hex[:8]}"
     rng = random.Random(5)
     now = datetime.now(UTC)
+    endpoints = ["/v1/items/{id}", "/v1/orders", "/v1/search", "/v1/slow"]
     events = [
         raw_event(
             project_id=PROJECT,
             pass_id=pass_id,
             started_at=(now - timedelta(minutes=rng.uniform(1, 600))).isoformat(),
             duration_ms=round(rng.lognormvariate(4.0, 1.0), 3),
+            endpoint=rng.choice(endpoints[: 1 + i % 4]),  # unequal shares
+            status_code=rng.choice([200, 200, 200, 201, 304, 404, 500]),
+            activity_type="token_generation" if i % 25 == 0 else "api_request",
         )
-        for _ in range(2000)
+        for i in range(2000)
     ]
     payloads = [
         orjson.dumps({"schema": BATCH_SCHEMA, "events": events[i : i + 500]})
@@ -66,7 +71,12 @@ def pass_with_traffic(clickhouse: ClickHouse) -> dict[str, Any]:
     ]
     records = [SourceRecord("e", 0, i, None, p) for i, p in enumerate(payloads)]
     asyncio.run(sink.process(records))
-    return {"pass_id": pass_id, "durations": [e["duration_ms"] for e in events]}
+    requests = [e for e in events if e["activity_type"] != "token_generation"]
+    return {
+        "pass_id": pass_id,
+        "durations": [e["duration_ms"] for e in requests],
+        "requests": requests,
+    }
 
 
 def usage(api_client: TestClient, pass_id: str, **params: str) -> Any:
@@ -110,3 +120,52 @@ def test_a_percentile_not_offered_is_a_422_that_says_where(
     assert response.status_code == 422
     (error,) = response.json()["detail"]
     assert error["loc"] == ["query", "percentiles"]
+
+
+def test_the_endpoint_breakdown_is_exact_and_its_latencies_within_one_percent(
+    api_client: TestClient, pass_with_traffic: dict[str, Any]
+) -> None:
+    pass_id, requests = pass_with_traffic["pass_id"], pass_with_traffic["requests"]
+    by_endpoint: dict[str, list[dict[str, Any]]] = {}
+    for event in requests:
+        by_endpoint.setdefault(event["endpoint"], []).append(event)
+    body = api_client.get(
+        f"/v1/projects/{PROJECT}/passes/{pass_id}/endpoints",
+        params={"range": "24h", "per_page": 3},
+        headers=READ,
+    ).json()
+    assert body["total"] == len(by_endpoint) == 4
+    ranked = sorted(by_endpoint, key=lambda e: (-len(by_endpoint[e]), e))
+    assert [item["endpoint"] for item in body["items"]] == ranked[:3]  # paged: 3 of 4
+    for item in body["items"]:
+        mine = by_endpoint[item["endpoint"]]
+        errors = sum(1 for e in mine if e["status_code"] >= 400)
+        assert (item["total_requests"], item["error_count"]) == (len(mine), errors)
+        assert item["error_rate"] == pytest.approx(errors / len(mine))
+        durations = [e["duration_ms"] for e in mine]
+        assert item["avg_latency_ms"] == pytest.approx(sum(durations) / len(durations), abs=1e-3)
+        exact = exact_percentile(durations, 95)
+        assert exact is not None
+        assert abs(item["p95_latency_ms"] - exact) <= 0.01 * exact + 0.001
+    codes = Counter(e["status_code"] for e in requests)
+    classes = Counter(f"{code // 100}xx" for code in [e["status_code"] for e in requests])
+    assert body["status_codes"]["classes"] == dict(classes)
+    top = [(c["status_code"], c["count"]) for c in body["status_codes"]["top"]]
+    assert top == sorted(codes.items(), key=lambda item: (-item[1], item[0]))[:5]
+    second = api_client.get(
+        f"/v1/projects/{PROJECT}/passes/{pass_id}/endpoints",
+        params={"range": "24h", "per_page": 3, "page": 2},
+        headers=READ,
+    ).json()
+    assert [item["endpoint"] for item in second["items"]] == ranked[3:]
+
+
+def test_another_projects_pass_has_no_endpoints_to_show(
+    api_client: TestClient, pass_with_traffic: dict[str, Any]
+) -> None:
+    other = bearer(["other-project"], ["usage:read"])
+    response = api_client.get(
+        f"/v1/projects/other-project/passes/{pass_with_traffic['pass_id']}/endpoints",
+        headers=other,
+    )
+    assert response.status_code == 404
