@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Final
 from zoneinfo import ZoneInfo, available_timezones
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import AfterValidator
 
 from sentinel_usage.analytics.usage import UsageRange, UsageReport, bucket_bounds
@@ -64,6 +66,29 @@ RangeQuery = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class RangeAsked:
+    """The range a Usage tab figure covers: its length, the zone of its buckets, and
+    the moment it ends at."""
+
+    range: UsageRange
+    zone: ZoneInfo
+    now: datetime
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        buckets = bucket_bounds(self.range, self.zone, self.now)
+        return buckets[0].start, buckets[-1].end
+
+
+def range_asked(
+    services: ServicesDep, tz: ZoneName = "UTC", range_: RangeQuery = UsageRange.DAY
+) -> RangeAsked:
+    return RangeAsked(range_, ZoneInfo(tz), services.clock.now())
+
+
+RangeDep = Annotated[RangeAsked, Depends(range_asked)]
+
+
 _CHOICE: Final = "|".join(str(p) for p in PERCENTILES)
 PercentilesQuery = Annotated[
     str,
@@ -89,15 +114,14 @@ PercentilesQuery = Annotated[
 async def pass_usage(
     pass_id: PassIdPath,
     scope: ReadScopeDep,
+    asked: RangeDep,
     services: ServicesDep,
-    analytics: AnalyticsDep,
-    tz: ZoneName = "UTC",
-    range_: RangeQuery = UsageRange.DAY,
     percentiles: PercentilesQuery = "95",
 ) -> UsageResponse:
     """Timeline (every bucket, zero-filled) and metrics over the range."""
     await require_pass(services, scope, pass_id)
-    report = await analytics.usage(scope, pass_id, range_, ZoneInfo(tz), services.clock.now())
+    usage = services.analytics.usage
+    report = await usage(scope, pass_id, asked.range, asked.zone, asked.now)
     extra = sorted({int(p) for p in percentiles.split(",")} - {95})
     return _usage_response(pass_id, report, extra)
 
@@ -110,10 +134,8 @@ async def pass_usage(
 async def pass_endpoints(
     pass_id: PassIdPath,
     scope: ReadScopeDep,
+    asked: RangeDep,
     services: ServicesDep,
-    analytics: AnalyticsDep,
-    tz: ZoneName = "UTC",
-    range_: RangeQuery = UsageRange.DAY,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> EndpointsResponse:
@@ -121,13 +143,13 @@ async def pass_endpoints(
     `tz`), most requested first, and its status codes. Counts are exact; latencies
     within 1%."""
     await require_pass(services, scope, pass_id)
-    buckets = bucket_bounds(range_, ZoneInfo(tz), services.clock.now())
-    start, end = buckets[0].start, buckets[-1].end
-    found = await analytics.endpoints(scope, pass_id, start, end, per_page, (page - 1) * per_page)
+    start, end = asked.bounds()
+    offset = (page - 1) * per_page
+    found = await services.analytics.endpoints(scope, pass_id, start, end, per_page, offset)
     return EndpointsResponse(
         pass_id=pass_id,
-        range=range_.value,
-        tz=tz,
+        range=asked.range.value,
+        tz=asked.zone.key,
         from_=start,
         to=end,
         items=[
