@@ -80,11 +80,15 @@ EVENT_SCHEMA: Final = pa.schema(
     [("row", pa.int64())]
     + [(name, _column_type(f.annotation)) for name, f in UsageEvent.model_fields.items()]
 )
+# The fields an event may leave out, null then (an older columnar batch may lack them).
+OPTIONAL_FIELDS: Final = frozenset(
+    name for name, f in UsageEvent.model_fields.items() if not f.is_required() and f.default is None
+)
 # Optional texts: null here, '' in ClickHouse, None again when read back.
 NULLABLE_TEXT: Final = tuple(
     name
-    for name, f in UsageEvent.model_fields.items()
-    if not f.is_required() and f.default is None and EVENT_SCHEMA.field(name).type == pa.string()
+    for name in EVENT_SCHEMA.names
+    if name in OPTIONAL_FIELDS and EVENT_SCHEMA.field(name).type == pa.string()
 )
 WIRE_FIELDS: Final = frozenset(UsageEvent.model_fields)
 _MISSING: Final = object()

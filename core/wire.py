@@ -22,7 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentinel_usage.core.columns import EVENT_SCHEMA
+from sentinel_usage.core.columns import EVENT_SCHEMA, OPTIONAL_FIELDS
 from sentinel_usage.core.errors import InvalidRecordError
 from sentinel_usage.core.events import UsageEvent
 
@@ -181,7 +181,7 @@ def _read_columns(value: bytes) -> pa.Table:
         return table
     present = set(table.schema.names)
     missing = [f for f in WIRE_COLUMNS if f.name not in present]
-    if present <= set(WIRE_COLUMNS.names) and all(f.name in _NULL_DEFAULTS for f in missing):
+    if present <= set(WIRE_COLUMNS.names) and all(f.name in OPTIONAL_FIELDS for f in missing):
         columns = [
             table.column(f.name) if f.name in present else pa.nulls(table.num_rows, f.type)
             for f in WIRE_COLUMNS
@@ -193,9 +193,3 @@ def _read_columns(value: bytes) -> pa.Table:
     raise MessageDecodeError(
         f"a {COLUMNS_SCHEMA} batch of other columns: {table.schema}; expected {WIRE_COLUMNS}"
     )
-
-
-# Fields whose absence means null: an older batch may lack their columns.
-_NULL_DEFAULTS: Final = frozenset(
-    name for name, f in UsageEvent.model_fields.items() if not f.is_required() and f.default is None
-)
