@@ -127,6 +127,15 @@ class UsageMetrics(LatencyPercentiles):
     token_failures: int
 
 
+class UsageRetention(BaseModel):
+    days: int = Field(description="SENTINEL_RETENTION_DAYS: how long events and rollups are kept.")
+    held_from: UtcTimestamp = Field(description="The oldest moment the retention still holds.")
+    partial: bool = Field(
+        description="The range starts before `held_from`: its oldest buckets count only what "
+        "is still held, less than happened."
+    )
+
+
 class UsageResponse(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -138,6 +147,7 @@ class UsageResponse(BaseModel):
     to: UtcTimestamp
     timeline: list[UsageBucket]
     metrics: UsageMetrics
+    retention: UsageRetention
     last_updated: UtcTimestamp
 
 

@@ -97,6 +97,14 @@ function renderChart(timeline, granularity) {
   });
 }
 
+function renderRetention(retention) {
+  const note = $("#retention-note");
+  note.hidden = !retention.partial;
+  note.textContent = retention.partial
+    ? `Part of this range is older than the ${retention.days}-day retention: before ${when(retention.held_from)} only what is still kept is counted.`
+    : "";
+}
+
 function renderEndpoints(found) {
   const classes = Object.entries(found.status_codes.classes);
   $("#status-classes").textContent = classes.length
@@ -116,6 +124,7 @@ async function loadUsage() {
     apiJson(`${base}/endpoints?${new URLSearchParams({ ...range, per_page: 10 })}`),
   ]);
   renderMetrics(usage.metrics);
+  renderRetention(usage.retention);
   renderChart(usage.timeline, usage.granularity);
   renderEndpoints(found);
   return usage;

@@ -110,6 +110,7 @@ def test_the_page_shows_the_api_numbers(
     expect(page.locator("#m-endpoints")).to_have_text(str(m["unique_endpoints"]))
     expect(page.locator("#m-errors")).to_have_text(f"{m['error_rate'] * 100:.1f}%")
     expect(page.locator("#m-error-warning")).to_be_visible()  # 9 of 54 failed: above 5%
+    expect(page.locator("#retention-note")).to_be_hidden()  # 24 h of a 90-day retention
 
     # the chart: one point per hourly bucket; hovering shows the bucket's numbers
     expect(page.locator("#chart rect.hit")).to_have_count(24)

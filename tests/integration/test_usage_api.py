@@ -8,6 +8,7 @@ import random
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,13 +18,16 @@ from fastapi.testclient import TestClient
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.writer import ActivityLogWriter
+from sentinel_usage.api.app import create_app
+from sentinel_usage.api.services import build_services
 from sentinel_usage.core.events import EventValidator
+from sentinel_usage.core.settings import Settings
 from sentinel_usage.core.wire import BATCH_SCHEMA
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
 from sentinel_usage.stream.sink import UsageSink
 from sentinel_usage.stream.windows import UsageWindows
 from tests.factories import raw_event
-from tests.integration.conftest import bearer
+from tests.integration.conftest import SECRET, bearer
 from tests.stream_support import InMemoryWindowStore
 from tests.workload import exact_percentile
 
@@ -169,3 +173,28 @@ def test_another_projects_pass_has_no_endpoints_to_show(
         headers=other,
     )
     assert response.status_code == 404
+
+
+def test_a_range_older_than_the_retention_says_it_is_partial(
+    api_client: TestClient,
+    pass_with_traffic: dict[str, Any],
+    clickhouse: ClickHouse,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    pass_id = pass_with_traffic["pass_id"]
+    kept = usage(api_client, pass_id, range="30d").json()["retention"]
+    assert (kept["days"], kept["partial"]) == (90, False)
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        jwt_secret=SECRET,  # type: ignore[arg-type]
+        data_dir=tmp_path,
+        retention_days=7,
+    )
+    with TestClient(create_app(build_services(settings, clickhouse=clickhouse))) as short:
+        month = usage(short, pass_id, range="30d").json()
+        week = usage(short, pass_id, range="7d").json()
+    assert month["retention"]["partial"] is True
+    assert month["retention"]["held_from"] > month["from"]  # ISO text orders as time
+    assert week["retention"]["partial"] is False
+    assert week["retention"]["held_from"] <= week["from"]
