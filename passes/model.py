@@ -77,6 +77,9 @@ def parse_scopes(value: Any) -> Any:
             )
         value = [part for part in re.split(r"[ ,]+", value) if part]
     elif isinstance(value, list | tuple):
+        # Counted as sent, before repeats fold: the document's maxItems is about the list.
+        if len(value) > MAX_SCOPES:
+            raise ValueError(f"at most {MAX_SCOPES} scopes")
         for scope in value:
             if not isinstance(scope, str) or not SCOPE_PATTERN.fullmatch(scope):
                 raise ValueError(

@@ -376,3 +376,18 @@ def test_lifecycle_changes_reach_the_passes_topic_within_a_second(
     ], f"after {seen_within:.2f} s"
     assert states[0]["scopes"] == ["read:data"]
     assert states[0]["project_id"] == PROJECT
+
+
+def test_what_schemathesis_found_is_a_422_that_says_where(api_client: TestClient) -> None:
+    """A list of more scopes than the document allows is refused even when its repeats
+    fold to one; an audit cursor past a 64-bit id is refused, not a 500."""
+    body = {"agent_name": "Many Scopes", "agent_type": "bench", "scopes": ["read:data"] * 101}
+    response = api_client.post(f"/v1/projects/{PROJECT}/passes", json=body, headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "scopes"]
+    assert "at most 100 scopes" in response.text
+    audit = api_client.get(
+        f"/v1/projects/{PROJECT}/audit", params={"cursor": "9711120360710800921"}, headers=ADMIN
+    )
+    assert audit.status_code == 422
+    assert audit.json()["detail"][0]["loc"] == ["query", "cursor"]
