@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint rules format unit integration e2e bench bench-export bench-token bench-gateway bench-passes clean system-packages
+.PHONY: run test lint rules format unit integration e2e bench bench-export bench-token bench-gateway bench-passes bench-tiers clean system-packages
 
 # Debian packages the tests need: promtool (package prometheus), chromium (the
 # browser tests drive /usr/bin/chromium with Playwright; Playwright's own browser
@@ -68,8 +68,12 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/token_bench.py
 	PYTHONPATH=. $(BIN)/python bench/gateway_bench.py
 	PYTHONPATH=. $(BIN)/python bench/passes_list_bench.py
+	PYTHONPATH=. $(BIN)/python bench/tiers_bench.py
 
 # The project's passes page over 20,000 passes: passes_list_ms=, passes_list_deep_ratio=.
+bench-tiers: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/tiers_bench.py
+
 bench-passes: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/passes_list_bench.py
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -22,6 +22,7 @@ from sentinel_usage.analytics.endpoints import EndpointQuery
 from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import pending
 from sentinel_usage.analytics.usage import UsageQuery
+from sentinel_usage.core.windows import DEFAULT_TIERS, RollupTier
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,11 +52,16 @@ class QueryThreads:
 class Analytics:
     """The API's reads and records. Every read takes a ProjectScope (see scope.py)."""
 
-    def __init__(self, clickhouse: ClickHouse, workers: int = 4) -> None:
+    def __init__(
+        self,
+        clickhouse: ClickHouse,
+        tiers: Sequence[RollupTier] = DEFAULT_TIERS,
+        workers: int = 4,
+    ) -> None:
         self.threads = QueryThreads(workers)
         run = self.threads.wrap
         activity = ActivityLogQuery(clickhouse)
-        usage = UsageQuery(clickhouse)
+        usage = UsageQuery(clickhouse, tiers)
         audit = ExportAudit(clickhouse)
         self.pass_exists = run(activity.pass_exists)
         self.activity_page = run(activity.page)

@@ -97,28 +97,30 @@ def rollback(client: ClickHouse, ctx: MigrationContext, to: int) -> list[str]:
     return undone
 
 
-# Tables whose rows expire with the retention, and their time column.
+# Tables whose rows expire with the raw log's retention, and their time column; the
+# rollup tiers' tables expire by `window_start` with their own (MigrationContext).
 RETAINED_TABLES = {
     "activity_log": "started_at",
-    "usage_rollups": "window_start",
     "alerts": "fired_at",
 }
 
 
 def _align_retention(client: ClickHouse, ctx: MigrationContext) -> None:
-    """The TTLs follow SENTINEL_RETENTION_DAYS even after the tables were created."""
+    """The TTLs follow the retention settings even after the tables were created."""
+    wanted = {
+        **{table: (column, ctx.retention_days) for table, column in RETAINED_TABLES.items()},
+        **{table: ("window_start", days) for table, days in ctx.rollup_retention_days.items()},
+    }
     rows = client.unscoped_rows(
         "SELECT name, engine_full FROM system.tables "
         "WHERE database = currentDatabase() AND name IN {names:Array(String)}",
-        {"names": list(RETAINED_TABLES)},
+        {"names": list(wanted)},
         what="retention",
     )
-    wanted = f"toIntervalDay({ctx.retention_days})"
     for table, engine_full in rows:
-        if wanted not in engine_full:
-            column = RETAINED_TABLES[table]
+        column, days = wanted[table]
+        if f"toIntervalDay({days})" not in engine_full:
             client.command(
-                f"ALTER TABLE {table} MODIFY TTL "
-                f"toDateTime({column}) + INTERVAL {int(ctx.retention_days)} DAY"
+                f"ALTER TABLE {table} MODIFY TTL toDateTime({column}) + INTERVAL {int(days)} DAY"
             )
-            log.info("retention_changed", table=table, days=ctx.retention_days)
+            log.info("retention_changed", table=table, days=days)

@@ -7,8 +7,9 @@ changelog. The embedded broker keeps nothing across a restart, so a kill between
 the two writes left rows that no rollup counted (issue 11). The raw log is the
 truth: at an embedded start, every window touched by rows ingested since shortly
 before the last rollup write is compared with the log, and any that differs is
-rebuilt from its rows (stream/reconcile.py). Windows are epoch-aligned, as in
-stream/windows.py: `intDiv(epoch_ms, step) * step`.
+rebuilt from its rows (stream/reconcile.py). Each rollup tier is checked against the
+log on its own (its table, its windows, its own last write). Windows are epoch-aligned,
+as in stream/windows.py: `intDiv(epoch_ms, step) * step`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow as pa
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.core.aggregate import WindowKey
 from sentinel_usage.core.columns import EVENT_SCHEMA
-from sentinel_usage.core.windows import EPOCH
+from sentinel_usage.core.windows import EPOCH, RollupTier
 
 _WINDOW_MS: Final = "intDiv(toUnixTimestamp64Milli(started_at), {step:UInt64}) * {step:UInt64}"
 _TOUCHED: Final = (
@@ -40,13 +41,15 @@ ROW_SCHEMA: Final = pa.schema(
 class RawWindows:
     """Blocking; raises DependencyUnavailableError or StorageError like the writer."""
 
-    def __init__(self, clickhouse: ClickHouse, window_seconds: int) -> None:
+    def __init__(self, clickhouse: ClickHouse, tier: RollupTier) -> None:
         self._clickhouse = clickhouse
-        self._step = window_seconds * 1000
+        self._tier = tier
+        self._step = tier.seconds * 1000
 
     def last_rollup_write(self) -> datetime | None:
         ((latest, count),) = self._clickhouse.unscoped_rows(
-            "SELECT max(updated_at), count() FROM usage_rollups", what="rollup high-water query"
+            f"SELECT max(updated_at), count() FROM {self._tier.table}",
+            what="rollup high-water query",
         )
         return latest if count else None
 
@@ -62,7 +65,7 @@ class RawWindows:
             ") AS r LEFT JOIN ("
             "  SELECT project_id, pass_id, toUnixTimestamp64Milli(window_start) AS window_ms,"
             "         total_requests + token_generations AS n"
-            "   FROM usage_rollups FINAL"
+            f"   FROM {self._tier.table} FINAL"
             f"  WHERE (project_id, pass_id, window_ms) IN ({_TOUCHED})"
             ") AS u USING (project_id, pass_id, window_ms) "
             "WHERE r.n != u.n ORDER BY r.project_id, r.pass_id, r.window_ms"
@@ -70,7 +73,8 @@ class RawWindows:
         rows = self._clickhouse.unscoped_rows(
             query, {"step": self._step, "since": since}, what="rollup reconciliation query"
         )
-        return [WindowKey(p, s, EPOCH + timedelta(milliseconds=w)) for p, s, w in rows]
+        seconds = self._tier.seconds
+        return [WindowKey(p, s, EPOCH + timedelta(milliseconds=w), seconds) for p, s, w in rows]
 
     def rows(self, keys: list[WindowKey]) -> pa.Table:
         """Every event of the windows `keys` (deduplicated: FINAL), as ROW_SCHEMA."""

@@ -1,14 +1,18 @@
-"""RollupStore: window states in and out of the `usage_rollups` table."""
+"""RollupStore: window states in and out of the rollup tiers' tables (one table a tier,
+core/windows.py)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import pyarrow as pa
 
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.core.aggregate import UsageAggregate, WindowKey, WindowState
 from sentinel_usage.core.sketch import LatencySketch
+from sentinel_usage.core.windows import DEFAULT_TIERS, ROLLUP_WRITES, RollupTier
 
 COLUMNS: Final = (
     "project_id",
@@ -32,6 +36,33 @@ COLUMNS: Final = (
     "last_offset",
     "source_epoch",
 )
+T = TypeVar("T")
+_TIME: Final = pa.timestamp("ms", tz="UTC")
+_ARROW_SCHEMA: Final = pa.schema(
+    [
+        ("project_id", pa.string()),
+        ("pass_id", pa.string()),
+        ("window_start", _TIME),
+        ("window_seconds", pa.uint32()),
+        ("version", pa.uint64()),
+        ("total_requests", pa.uint64()),
+        ("success_count", pa.uint64()),
+        ("error_count", pa.uint64()),
+        ("token_generations", pa.uint64()),
+        ("token_failures", pa.uint64()),
+        ("latency_sum_ms", pa.float64()),
+        ("latency_count", pa.uint64()),
+        ("latency_max_ms", pa.float64()),
+        ("sketch_zero_count", pa.uint64()),
+        ("sketch", pa.map_(pa.int32(), pa.uint64())),
+        ("endpoint_counts", pa.map_(pa.string(), pa.uint64())),
+        ("last_event_at", _TIME),
+        ("source_partition", pa.int32()),
+        ("last_offset", pa.int64()),
+        ("source_epoch", pa.string()),
+    ]
+)
+assert tuple(_ARROW_SCHEMA.names) == COLUMNS
 _LOAD_COLUMNS: Final = ", ".join(c for c in COLUMNS if c != "version")
 
 
@@ -40,56 +71,76 @@ class RollupStore:
     cannot be reached and StorageError when it refuses (both: retry). Writing a state
     again is idempotent (the newest version wins)."""
 
-    def __init__(self, clickhouse: ClickHouse) -> None:
+    def __init__(self, clickhouse: ClickHouse, tiers: Sequence[RollupTier] = DEFAULT_TIERS) -> None:
         self._clickhouse = clickhouse
+        self._tables = {tier.seconds: tier.table for tier in tiers}
 
     def write(self, states: Sequence[WindowState]) -> int:
-        if not states:
-            return 0
-        version = time.time_ns()
-        rows = []
-        for s in states:
-            a = s.aggregate
-            rows.append(
-                [
-                    s.project_id,
-                    s.pass_id,
-                    s.window_start,
-                    s.window_seconds,
-                    version,
-                    a.total_requests,
-                    a.success_count,
-                    a.error_count,
-                    a.token_generations,
-                    a.token_failures,
-                    a.latency_sum_ms,
-                    a.latency_count,
-                    a.latency_max_ms,
-                    a.sketch.zero_count,
-                    a.sketch.bins,
-                    a.endpoint_counts,
-                    a.last_event_at,
-                    s.source_partition,
-                    s.last_offset,
-                    s.source_epoch,
-                ]
-            )
-        self._clickhouse.insert("usage_rollups", rows, COLUMNS)
-        return len(rows)
+        """Write `states`, each to its tier's table, in one insert (routed by ClickHouse,
+        analytics migration 0007)."""
+        self._by_table(states, lambda s: s.window_seconds)  # refuses a window of no tier
+        if states:
+            self._write(ROLLUP_WRITES, states)
+        return len(states)
+
+    def _write(self, table: str, states: Sequence[WindowState]) -> None:
+        # As one Arrow block: pyarrow builds the map columns in C, where the client's
+        # row insert serialised them in Python (most of a batch's rollup write).
+        aggregates = [s.aggregate for s in states]
+        columns: dict[str, list[Any]] = {
+            "project_id": [s.project_id for s in states],
+            "pass_id": [s.pass_id for s in states],
+            "window_start": [s.window_start for s in states],
+            "window_seconds": [s.window_seconds for s in states],
+            "version": [time.time_ns()] * len(states),
+            "total_requests": [a.total_requests for a in aggregates],
+            "success_count": [a.success_count for a in aggregates],
+            "error_count": [a.error_count for a in aggregates],
+            "token_generations": [a.token_generations for a in aggregates],
+            "token_failures": [a.token_failures for a in aggregates],
+            "latency_sum_ms": [a.latency_sum_ms for a in aggregates],
+            "latency_count": [a.latency_count for a in aggregates],
+            "latency_max_ms": [a.latency_max_ms for a in aggregates],
+            "sketch_zero_count": [a.sketch.zero_count for a in aggregates],
+            "sketch": [list(a.sketch.bins.items()) for a in aggregates],
+            "endpoint_counts": [list(a.endpoint_counts.items()) for a in aggregates],
+            "last_event_at": [a.last_event_at for a in aggregates],
+            "source_partition": [s.source_partition for s in states],
+            "last_offset": [s.last_offset for s in states],
+            "source_epoch": [s.source_epoch for s in states],
+        }
+        self._clickhouse.insert_arrow(table, pa.table(columns, schema=_ARROW_SCHEMA))
 
     def load(self, keys: Sequence[WindowKey]) -> dict[WindowKey, WindowState]:
-        """The stored states of `keys` (those that exist)."""
-        if not keys:
+        """The stored states of `keys` (those that exist), from their tiers' tables, in
+        one query."""
+        selects, parameters = [], {}
+        for i, (table, tier_keys) in enumerate(
+            self._by_table(keys, lambda k: k.window_seconds).items()
+        ):
+            selects.append(
+                f"SELECT {_LOAD_COLUMNS} FROM {table} FINAL "
+                "WHERE (project_id, pass_id, window_start) IN "
+                f"{{keys{i}:Array(Tuple(String, String, DateTime64(3, 'UTC')))}}"
+            )
+            parameters[f"keys{i}"] = [k[:3] for k in tier_keys]
+        if not selects:
             return {}
         rows = self._clickhouse.unscoped_rows(
-            f"SELECT {_LOAD_COLUMNS} FROM usage_rollups FINAL "
-            "WHERE (project_id, pass_id, window_start) IN "
-            "{keys:Array(Tuple(String, String, DateTime64(3, 'UTC')))}",
-            {"keys": [tuple(k) for k in keys]},
-            what="rollup query",
+            " UNION ALL ".join(selects), parameters, what="rollup query"
         )
         states = [_state(row) for row in rows]
         return {s.key: s for s in states}
+
+    def _by_table(self, items: Sequence[T], seconds: Callable[[T], int]) -> dict[str, list[T]]:
+        grouped: dict[str, list[T]] = {}
+        for item in items:
+            try:
+                table = self._tables[seconds(item)]
+            except KeyError:
+                raise ValueError(f"no rollup tier of {seconds(item)} s windows") from None
+            grouped.setdefault(table, []).append(item)
+        return grouped
 
 
 def _state(row: Sequence[Any]) -> WindowState:

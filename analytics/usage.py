@@ -1,7 +1,8 @@
 """The Usage tab's numbers: timeline buckets, range metrics, overview, pass list.
 
 Every figure is a merge of window rollups (counters add, sketches add
-bucket-wise), always within a ProjectScope. Buckets follow the requested time
+bucket-wise), always within a ProjectScope, read from the rollup tiers each range
+needs (analytics/tiers.py). Buckets follow the requested time
 zone: hourly buckets start at the zone's hours, daily buckets at its midnights,
 so a DST day has 23 or 25 hours.
 """
@@ -17,8 +18,10 @@ from zoneinfo import ZoneInfo
 
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.scope import ProjectScope
+from sentinel_usage.analytics.tiers import Retention, Span, plan, retention
 from sentinel_usage.core.aggregate import UsageAggregate
 from sentinel_usage.core.sketch import LatencySketch
+from sentinel_usage.core.windows import DEFAULT_TIERS, RollupTier
 
 
 class UsageRange(StrEnum):
@@ -81,6 +84,7 @@ class UsageReport:
     buckets: list[BucketUsage]
     total: UsageAggregate
     generated_at: datetime
+    retention: Retention
 
     @property
     def start(self) -> datetime:
@@ -116,29 +120,25 @@ _SUMS: Final = (
 
 
 class UsageQuery:
-    """Blocking: async code calls it through analytics/facade.py."""
+    """Blocking: async code calls it through analytics/facade.py. Reads the rollup
+    tiers (core/windows.py) through a TierPlan (analytics/tiers.py)."""
 
-    def __init__(self, clickhouse: ClickHouse) -> None:
+    def __init__(self, clickhouse: ClickHouse, tiers: Sequence[RollupTier] = DEFAULT_TIERS) -> None:
         self._clickhouse = clickhouse
+        self._tiers = tuple(tiers)
+        self._finest = min(self._tiers, key=lambda t: t.seconds)
+        self._longest = max(self._tiers, key=lambda t: t.retention_days)
 
     def usage(
         self, scope: ProjectScope, pass_id: str, rng: UsageRange, zone: ZoneInfo, now: datetime
     ) -> UsageReport:
         buckets = bucket_bounds(rng, zone, now)
-        query = scope.on("usage_rollups", pass_id).where(
-            "window_start >= {start:DateTime64(3, 'UTC')} "
-            "AND window_start < {end:DateTime64(3, 'UTC')}",
-            start=buckets[0].start,
-            end=buckets[-1].end,
-        )
-        rows = self._clickhouse.select(
-            query,
-            "arrayCount(s -> s <= window_start, {starts:Array(DateTime64(3, 'UTC'))}) "
-            f"AS bucket, {_SUMS}",
-            "GROUP BY bucket",
-            starts=[b.start for b in buckets],
-        )
-        by_bucket = {int(row[0]): _aggregate(row[1:]) for row in rows}
+        boundaries = [b.start for b in buckets] + [buckets[-1].end]
+        covered = plan(boundaries, self._tiers, now)
+        by_bucket: dict[int, UsageAggregate] = {}
+        for tier, spans in covered.spans.items():
+            for bucket, rows in self._bucketed(scope, pass_id, tier, spans, boundaries[:-1]):
+                by_bucket[bucket] = by_bucket.get(bucket, UsageAggregate()).merge(rows)
         usages = [
             BucketUsage(b, by_bucket.get(i, UsageAggregate()), partial=b.end > now)
             for i, b in enumerate(buckets, start=1)
@@ -146,11 +146,40 @@ class UsageQuery:
         total = UsageAggregate()
         for usage in usages:
             total = total.merge(usage.usage)
-        return UsageReport(rng, zone, usages, total, now)
+        kept = retention(boundaries, self._tiers, now, covered)
+        return UsageReport(rng, zone, usages, total, now, kept)
+
+    def _bucketed(
+        self,
+        scope: ProjectScope,
+        pass_id: str,
+        tier: RollupTier,
+        spans: Sequence[Span],
+        starts: Sequence[datetime],
+    ) -> list[tuple[int, UsageAggregate]]:
+        """The merged rows of `tier` whose windows start within `spans`, per bucket
+        (1 = the bucket starting at starts[0])."""
+        bounds: dict[str, datetime] = {}
+        clauses = []
+        for i, span in enumerate(spans):
+            bounds[f"from{i}"], bounds[f"to{i}"] = span.start, span.end
+            clauses.append(
+                f"window_start >= {{from{i}:DateTime64(3, 'UTC')}} "
+                f"AND window_start < {{to{i}:DateTime64(3, 'UTC')}}"
+            )
+        rows = self._clickhouse.select(
+            scope.on(tier.table, pass_id).where(" OR ".join(clauses), **bounds),
+            "arrayCount(s -> s <= window_start, {starts:Array(DateTime64(3, 'UTC'))}) "
+            f"AS bucket, {_SUMS}",
+            "GROUP BY bucket",
+            starts=list(starts),
+        )
+        return [(int(row[0]), _aggregate(row[1:])) for row in rows]
 
     def overview(self, scope: ProjectScope, pass_id: str) -> PassOverview:
+        """Lifetime totals: all the pass's rows of the tier kept longest."""
         ((requests, successes, latency_sum, latency_count, last),) = self._clickhouse.select(
-            scope.on("usage_rollups", pass_id),
+            scope.on(self._longest.table, pass_id),
             "sum(total_requests), sum(success_count), sum(latency_sum_ms), "
             "sum(latency_count), max(last_event_at)",
         )
@@ -166,21 +195,32 @@ class UsageQuery:
         limit: int | None = None,
     ) -> list[PassSummary]:
         """The project's passes with activity (or only `pass_ids`), last used first
-        (the `limit` most recently used)."""
-        query = scope.on("usage_rollups")
+        (the `limit` most recently used): when last used, from the tier kept longest;
+        the last 24 hours' figures from the window's own tier, to the window."""
+        query = scope.on(self._longest.table)
         if pass_ids is not None:
             query = query.where("pass_id IN {pass_ids:Array(String)}", pass_ids=list(pass_ids))
-        rows = self._clickhouse.select(
+        used = self._clickhouse.select(
             query,
-            "pass_id, max(last_event_at) AS last_used, "
-            "sumIf(total_requests, window_start >= {since:DateTime64(3, 'UTC')}), "
-            "sumIf(error_count, window_start >= {since:DateTime64(3, 'UTC')})",
+            "pass_id, max(last_event_at) AS last_used",
             "GROUP BY pass_id ORDER BY last_used DESC, pass_id"
             + (" LIMIT {limit:UInt32}" if limit is not None else ""),
-            since=now - timedelta(hours=24),
             limit=limit,
         )
-        return [PassSummary(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+        if not used:
+            return []
+        recent = self._clickhouse.select(
+            scope.on(self._finest.table).where(
+                "pass_id IN {pass_ids:Array(String)} "
+                "AND window_start >= {since:DateTime64(3, 'UTC')}",
+                pass_ids=[row[0] for row in used],
+                since=now - timedelta(hours=24),
+            ),
+            "pass_id, sum(total_requests), sum(error_count)",
+            "GROUP BY pass_id",
+        )
+        day = {row[0]: (int(row[1]), int(row[2])) for row in recent}
+        return [PassSummary(p, last, *day.get(p, (0, 0))) for p, last in used]
 
 
 def _aggregate(row: tuple[Any, ...]) -> UsageAggregate:

@@ -128,11 +128,15 @@ class UsageMetrics(LatencyPercentiles):
 
 
 class UsageRetention(BaseModel):
-    days: int = Field(description="SENTINEL_RETENTION_DAYS: how long events and rollups are kept.")
-    held_from: UtcTimestamp = Field(description="The oldest moment the retention still holds.")
+    days: int = Field(
+        description="How long the rollup tier that answers buckets like these is kept "
+        "(the 15-minute tier, SENTINEL_QUARTER_HOUR_RETENTION_DAYS, for any zone; the UTC "
+        "day tier, SENTINEL_DAY_RETENTION_DAYS, for daily buckets in UTC)."
+    )
+    held_from: UtcTimestamp = Field(description="The oldest moment that tier still holds.")
     partial: bool = Field(
-        description="The range starts before `held_from`: its oldest buckets count only what "
-        "is still held, less than happened."
+        description="The range reaches past what the tiers hold: its oldest buckets count "
+        "only what is still held, less than happened."
     )
 
 

@@ -155,7 +155,7 @@ def build_services(
         verifier=verifier,
         publisher=publisher,
         ingest=EventIngest(EventValidator(policy), publisher, settings.max_request_events),
-        analytics=Analytics(clickhouse),
+        analytics=Analytics(clickhouse, settings.rollup_tiers),
         registry=registry,
         token_events=token_events,
         lifecycle_publisher=KeyedRecordPublisher(settings.kafka_bootstrap_servers, topics.PASSES),

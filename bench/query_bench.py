@@ -3,7 +3,8 @@ filtered activity page and a 10,000-row export, through the real app (in-process
 
 The log is filled inside ClickHouse (INSERT ... SELECT from numbers()), and the
 minute rollups are computed from it in SQL with the same bucket mapping as
-LatencySketch, as the worker would have written them.
+LatencySketch, as the worker would have written them; the coarser tiers from those,
+as the upgrade to them does.
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ from fastapi.testclient import TestClient
 from sentinel_usage.analytics.clickhouse import connect
 from sentinel_usage.analytics.migrate import migrate
 from sentinel_usage.analytics.migrations.context import MigrationContext
+from sentinel_usage.analytics.migrations.m0007_create_rollup_tiers import (
+    FILLING,
+    fill_from_finest,
+)
 from sentinel_usage.api.app import create_app
 from sentinel_usage.api.auth import issue_token
 from sentinel_usage.api.services import build_services
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.core.sketch import KEYS_PER_DOUBLING
+from sentinel_usage.core.windows import COARSE_TABLES
+
+COARSE_TIERS = {table: seconds for seconds, table in COARSE_TABLES.items()}
 
 SECRET = "bench-secret-" + "x" * 40
 
@@ -68,13 +76,17 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(directory: Path, bootstrap: str, rows: int, repeat: int = 20) -> dict[str, float]:
     client = connect(f"chdb://{directory}")
-    migrate(client, MigrationContext())
+    # Minutes kept while the coarser tiers are filled from them; then the defaults.
+    migrate(client, FILLING)
     passes = max(1, rows // 100_000)
     started = time.perf_counter()
     client.command(FILL_LOG, parameters={"rows": rows, "passes": passes})
     # log_gamma(v) = ln(v) / ln(2) * KEYS_PER_DOUBLING: the keys LatencySketch gives.
     multiplier = KEYS_PER_DOUBLING / math.log(2)
     client.command(FILL_ROLLUPS, parameters={"multiplier": multiplier})
+    for table, seconds in COARSE_TIERS.items():
+        client.command(fill_from_finest(table, seconds))
+    migrate(client, MigrationContext())
     print(f"query: filled {rows} rows ({passes} passes) and rollups in "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     settings = Settings(

@@ -92,9 +92,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 def _migrate(settings: Settings) -> list[str]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return migrate(
-        connect(settings.clickhouse_dsn), MigrationContext(retention_days=settings.retention_days)
-    )
+    return migrate(connect(settings.clickhouse_dsn), MigrationContext.from_settings(settings))
 
 
 def _demo_agent(settings: Settings, args: argparse.Namespace) -> int:
@@ -151,7 +149,7 @@ def _worker(settings: Settings, api_socket: socket.socket | None = None) -> int:
     from sentinel_usage.api.services import journal_directory
     from sentinel_usage.ingest.durable import replay_journal
     from sentinel_usage.ingest.journal import IngestJournal
-    from sentinel_usage.stream.app import create_stream_app, window_policy
+    from sentinel_usage.stream.app import create_stream_app
     from sentinel_usage.stream.reconcile import rebuild_lost_windows
     from sentinel_usage.stream.worker import run_worker
 
@@ -165,7 +163,7 @@ def _worker(settings: Settings, api_socket: socket.socket | None = None) -> int:
         # before the worker loads windows from them (its changelog is gone too).
         journal = IngestJournal(journal_directory(settings))
         loop.run_until_complete(replay_journal(journal, settings.kafka_bootstrap_servers))
-        rebuild_lost_windows(connect(settings.clickhouse_dsn), window_policy(settings))
+        rebuild_lost_windows(connect(settings.clickhouse_dsn), settings.rollup_tiers)
     validator = EventValidator(ValidationPolicy.from_settings(settings))
     app = create_stream_app(settings, connect(settings.clickhouse_dsn), validator)
     settings = settings.model_copy(update={"metrics_port": serve_metrics(settings)})

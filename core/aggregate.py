@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from sentinel_usage.core.columns import events_table
 from sentinel_usage.core.events import UsageEvent
 from sentinel_usage.core.sketch import ZERO_KEY, LatencySketch, sketch_keys
-from sentinel_usage.core.windows import EPOCH
+from sentinel_usage.core.windows import EPOCH, QUARTER_HOUR
 
 # What a request is, everywhere (the sink's per-pass metrics and alerts too).
 REQUEST_TYPES: Final = frozenset({"api_request", "error"})
@@ -132,7 +132,8 @@ class UsageAggregate:
             "lc": self.latency_count,
             "lm": self.latency_max_ms,
             "sz": self.sketch.zero_count,
-            "sb": {str(k): v for k, v in self.sketch.bins.items()},
+            # (key, count) pairs: orjson writes and reads them without a Python loop
+            "sb": sorted(self.sketch.bins.items()),
             "ep": self.endpoint_counts,
             "le": _millis(self.last_event_at) if self.last_event_at else None,
         }
@@ -149,10 +150,17 @@ class UsageAggregate:
             latency_sum_ms=state["ls"],
             latency_count=state["lc"],
             latency_max_ms=state["lm"],
-            sketch=LatencySketch({int(k): v for k, v in state["sb"].items()}, state["sz"]),
+            sketch=LatencySketch(_bins(state["sb"]), state["sz"]),
             endpoint_counts=dict(state["ep"]),
             last_event_at=EPOCH + timedelta(milliseconds=last) if last is not None else None,
         )
+
+
+def _bins(stored: list[list[int]] | dict[str, int]) -> dict[int, int]:
+    """Sketch bins as stored: (key, count) pairs, or (before) a mapping of text keys."""
+    if isinstance(stored, dict):
+        return {int(k): v for k, v in stored.items()}
+    return dict(stored)  # type: ignore[arg-type]
 
 
 def _millis(at: datetime) -> int:
@@ -171,18 +179,62 @@ class _GroupCounts(NamedTuple):
     last_ms: np.ndarray
 
 
+class RowFeatures(NamedTuple):
+    """What aggregation reads of each row of a batch, computed once per batch however
+    many groupings (rollup tiers) it is added to."""
+
+    request: np.ndarray  # bool: a request (not a token generation)
+    success: np.ndarray  # bool
+    duration: np.ndarray  # float64, ms
+    started_ms: np.ndarray  # int64, epoch ms
+    sketch_key: np.ndarray  # int64: the latency sketch's key (ZERO_KEY: counted as zero)
+    endpoint: np.ndarray  # int: index into `endpoint_names`
+    endpoint_names: list[str]
+
+    @classmethod
+    def of(cls, table: pa.Table) -> RowFeatures:
+        """The features of `table`'s rows (core.columns.EVENT_SCHEMA's columns)."""
+        request = requests_mask(table.column("activity_type")).to_numpy(zero_copy_only=False)
+        duration = table.column("duration_ms").to_numpy()
+        keys = np.full(len(duration), ZERO_KEY, dtype=np.int64)
+        keys[request] = sketch_keys(duration[request])
+        endpoints = pc.dictionary_encode(table.column("endpoint")).combine_chunks()
+        return cls(
+            request=request,
+            success=table.column("success").to_numpy(zero_copy_only=False),
+            duration=duration,
+            started_ms=table.column("started_at").cast(pa.int64()).to_numpy(),
+            sketch_key=keys,
+            endpoint=endpoints.indices.to_numpy(),
+            endpoint_names=endpoints.dictionary.to_pylist(),
+        )
+
+    def subset(self, mask: np.ndarray) -> RowFeatures:
+        """The features of the rows where `mask` is true."""
+        return self._replace(**{name: getattr(self, name)[mask] for name in _ROW_ARRAYS})
+
+
+_ROW_ARRAYS: Final = ("request", "success", "duration", "started_ms", "sketch_key", "endpoint")
+
+
 def add_table(
     aggregates: Sequence[UsageAggregate], groups: np.ndarray, table: pa.Table
 ) -> np.ndarray:
     """Add each row of `table` (core.columns.EVENT_SCHEMA's columns) to the aggregate
     `aggregates[groups[row]]`; return the indices of the aggregates that changed."""
-    n = len(aggregates)
     if table.num_rows == 0:
         return np.empty(0, dtype=np.int64)
-    success = table.column("success").to_numpy(zero_copy_only=False)
-    request = requests_mask(table.column("activity_type")).to_numpy(zero_copy_only=False)
-    duration = table.column("duration_ms").to_numpy()
-    started = table.column("started_at").cast(pa.int64()).to_numpy()
+    return add_rows(aggregates, groups, RowFeatures.of(table))
+
+
+def add_rows(
+    aggregates: Sequence[UsageAggregate], groups: np.ndarray, rows: RowFeatures
+) -> np.ndarray:
+    """`add_table` on rows whose features are already computed."""
+    n = len(aggregates)
+    if len(groups) == 0:
+        return np.empty(0, dtype=np.int64)
+    request, success, duration = rows.request, rows.success, rows.duration
 
     def count(mask: np.ndarray) -> np.ndarray:
         return np.bincount(groups[mask], minlength=n)
@@ -190,7 +242,7 @@ def add_table(
     latency_max = np.full(n, -np.inf)
     np.maximum.at(latency_max, groups[request], duration[request])
     last_ms = np.full(n, np.iinfo(np.int64).min)
-    np.maximum.at(last_ms, groups, started)
+    np.maximum.at(last_ms, groups, rows.started_ms)
     counts = _GroupCounts(
         requests=count(request),
         successes=count(request & success),
@@ -205,18 +257,22 @@ def add_table(
         aggregates[g]._add_counts(counts, g)
 
     request_groups = groups[request]
-    keys = sketch_keys(duration[request])
+    keys = rows.sketch_key[request]
     zero = keys == ZERO_KEY
     zero_counts = np.bincount(request_groups[zero], minlength=n)
-    bins: dict[int, list[tuple[int, int]]] = {}
-    for g, key, c in _pair_counts(request_groups[~zero], keys[~zero]):
-        bins.setdefault(g, []).append((key, c))
-    for g in np.flatnonzero(np.bincount(request_groups, minlength=n)).tolist():
-        aggregates[g].sketch.add_keys(bins.get(g, ()), int(zero_counts[g]))
+    for g in np.flatnonzero(zero_counts).tolist():
+        aggregates[g].sketch.zero_count += int(zero_counts[g])
+    # Each group's keys as one slice of a list sorted by group, counted in C.
+    order = np.argsort(request_groups[~zero], kind="stable")
+    sorted_groups = request_groups[~zero][order]
+    sorted_keys = keys[~zero][order].tolist()
+    starts = np.flatnonzero(np.diff(sorted_groups, prepend=-1))
+    ends = np.append(starts[1:], len(sorted_groups))[: len(starts)]  # none: no slices
+    for g, a, b in zip(sorted_groups[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+        aggregates[g].sketch.add_bucketed(sorted_keys[a:b])
 
-    endpoints = pc.dictionary_encode(table.column("endpoint")).combine_chunks()
-    names = endpoints.dictionary.to_pylist()
-    for g, index, c in _pair_counts(request_groups, endpoints.indices.to_numpy()[request]):
+    names = rows.endpoint_names
+    for g, index, c in _pair_counts(request_groups, rows.endpoint[request]):
         aggregates[g]._add_endpoint(names[index], c)
     return changed
 
@@ -254,7 +310,7 @@ class WindowState:
 
     @property
     def key(self) -> WindowKey:
-        return WindowKey(self.project_id, self.pass_id, self.window_start)
+        return WindowKey(self.project_id, self.pass_id, self.window_start, self.window_seconds)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -289,6 +345,13 @@ class WindowKey(NamedTuple):
     project_id: str
     pass_id: str
     window_start: datetime
+    window_seconds: int
 
     def encode(self) -> bytes:
-        return f"{self.project_id}\x1f{self.pass_id}\x1f{_millis(self.window_start)}".encode()
+        """The window's key in the worker's store. The finest tier's keys (any window
+        shorter than a quarter of an hour) keep the form they had before the coarser
+        tiers existed, so that a changelog written then is still read as the same keys."""
+        key = f"{self.project_id}\x1f{self.pass_id}\x1f{_millis(self.window_start)}"
+        if self.window_seconds >= QUARTER_HOUR:
+            key += f"\x1f{self.window_seconds}"
+        return key.encode()

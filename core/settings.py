@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sentinel_usage.core.alerts import ErrorRateRule
 from sentinel_usage.core.errors import ConfigurationError
-from sentinel_usage.core.windows import validate_window_size
+from sentinel_usage.core.windows import RollupTier, rollup_tiers, validate_window_size
 
 MIN_HS256_SECRET_BYTES = 32
 LOCAL_SECRET_FILE = "jwt_secret"  # noqa: S105 - a file name, not a secret
@@ -79,6 +79,11 @@ class Settings(BaseSettings):
 
     window_seconds: int = Field(60, description="tumbling window size; must divide 900")
     window_resident_minutes: int = Field(15, ge=1, description="windows kept in worker memory")
+    # The rollup tiers' retentions (core/windows.py): the window's own tier answers the
+    # last day's figures of the pass list, so it keeps at least two days.
+    window_retention_days: int = Field(3, ge=2, le=3650, description="rollups of one window")
+    quarter_hour_retention_days: int = Field(90, ge=1, le=3650, description="15-minute rollups")
+    day_retention_days: int = Field(400, ge=1, le=3650, description="daily (UTC) rollups")
     window_evict_every_seconds: float = Field(30.0, gt=0)
 
     alert_error_rate_threshold: float = Field(0.05, gt=0, lt=1)
@@ -189,6 +194,15 @@ class Settings(BaseSettings):
     @property
     def signing_keys_dir(self) -> Path:
         return self.oauth_keys_dir or self.data_dir / "oauth-keys"
+
+    @property
+    def rollup_tiers(self) -> tuple[RollupTier, ...]:
+        return rollup_tiers(
+            self.window_seconds,
+            self.window_retention_days,
+            self.quarter_hour_retention_days,
+            self.day_retention_days,
+        )
 
     @property
     def export_snapshot_lag(self) -> timedelta:

@@ -14,6 +14,7 @@ Quantile definition: the value at rank floor(q * (n - 1)) of the sorted values
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -66,7 +67,9 @@ class LatencySketch:
     __slots__ = ("bins", "zero_count")
 
     def __init__(self, bins: Mapping[int, int] | None = None, zero_count: int = 0) -> None:
-        self.bins: dict[int, int] = dict(bins or {})
+        # A Counter: `add_bucketed` counts a batch's keys into it in C (Counter.update
+        # of an iterable), which per key in Python was a quarter of the stream's time.
+        self.bins: Counter[int] = Counter(bins or {})
         self.zero_count = zero_count
 
     @property
@@ -87,6 +90,10 @@ class LatencySketch:
         bins = self.bins
         for key, count in keys:
             bins[key] = bins.get(key, 0) + count
+
+    def add_bucketed(self, keys: Iterable[int]) -> None:
+        """Add one value for each key of `keys` (`sketch_keys`, none of them ZERO_KEY)."""
+        self.bins.update(keys)
 
     def merge(self, other: LatencySketch) -> LatencySketch:
         """A new sketch holding both (neither operand changes)."""

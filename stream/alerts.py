@@ -44,7 +44,7 @@ class ErrorRateEvaluator:
         first = current - (self.rule.window - self.window_size)
         totals: dict[PassKey, tuple[int, int]] = {}
         partitions: dict[PassKey, int] = {}
-        for window in self.windows.resident():
+        for window in self.windows.resident(self.window_size // timedelta(seconds=1)):
             key = (window.project_id, window.pass_id)
             partitions[key] = window.source_partition
             if first <= window.window_start <= current:

@@ -100,7 +100,7 @@ def create_stream_app(
     )
     sink = UsageSink(
         ActivityLogWriter(clickhouse),
-        RollupStore(clickhouse),
+        RollupStore(clickhouse, settings.rollup_tiers),
         windows,
         send_dead_letter,
         flush_changelog,
@@ -170,4 +170,5 @@ def window_policy(settings: Settings) -> WindowPolicy:
     return WindowPolicy(
         size=timedelta(seconds=settings.window_seconds),
         resident=timedelta(minutes=settings.window_resident_minutes),
+        coarser=tuple(tier.seconds for tier in settings.rollup_tiers[1:]),
     )

@@ -7,6 +7,7 @@ The rebuild is the sink's own aggregation (UsageWindows) over the window's rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pyarrow as pa
@@ -15,8 +16,8 @@ import structlog
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.reconcile import RawWindows
 from sentinel_usage.analytics.rollups import RollupStore
-from sentinel_usage.core.windows import EPOCH
-from sentinel_usage.stream.windows import WindowPolicy, fresh_windows
+from sentinel_usage.core.windows import EPOCH, RollupTier
+from sentinel_usage.stream.windows import fresh_windows
 
 log = structlog.get_logger(__name__)
 
@@ -28,10 +29,14 @@ MARGIN = timedelta(minutes=1)
 REBUILT_EPOCH = "raw-log"
 
 
-def rebuild_lost_windows(clickhouse: ClickHouse, policy: WindowPolicy) -> int:
-    """Rewrite every recently touched window whose rollup disagrees with the raw log;
-    return how many were rewritten."""
-    raw = RawWindows(clickhouse, int(policy.size.total_seconds()))
+def rebuild_lost_windows(clickhouse: ClickHouse, tiers: Sequence[RollupTier]) -> int:
+    """Rewrite every recently touched window, of every tier, whose rollup disagrees with
+    the raw log; return how many were rewritten."""
+    return sum(_rebuild_tier(clickhouse, tier, tiers) for tier in tiers)
+
+
+def _rebuild_tier(clickhouse: ClickHouse, tier: RollupTier, tiers: Sequence[RollupTier]) -> int:
+    raw = RawWindows(clickhouse, tier)
     last = raw.last_rollup_write()
     since = last - MARGIN if last is not None else EPOCH
     keys = raw.mismatched(since)
@@ -41,7 +46,12 @@ def rebuild_lost_windows(clickhouse: ClickHouse, policy: WindowPolicy) -> int:
     rows = rows.append_column(
         "source_partition", pa.array([-1] * rows.num_rows, pa.int32())
     ).append_column("source_offset", pa.array([0] * rows.num_rows, pa.int64()))
-    rebuilt = fresh_windows(rows, policy, REBUILT_EPOCH)
-    RollupStore(clickhouse).write(rebuilt)
-    log.warning("rollups_rebuilt_from_raw_log", windows=len(rebuilt), since=since.isoformat())
+    rebuilt = fresh_windows(rows, tier.seconds, REBUILT_EPOCH)
+    RollupStore(clickhouse, tiers).write(rebuilt)
+    log.warning(
+        "rollups_rebuilt_from_raw_log",
+        table=tier.table,
+        windows=len(rebuilt),
+        since=since.isoformat(),
+    )
     return len(rebuilt)

@@ -1,4 +1,6 @@
-"""UsageWindows: per-pass tumbling windows over event time, each record applied once.
+"""UsageWindows: per-pass tumbling windows over event time, in every rollup tier (the
+stream's window, a quarter of an hour, a UTC day: core/windows.py), each record applied
+once to each.
 
 State lives in a `WindowStore` (a Faust table with a changelog in the worker; the
 tests use a dict, tests/stream_support.py). A window not in the store (never seen, or evicted after
@@ -22,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentinel_usage.core.aggregate import WindowKey, WindowState, add_table
+from sentinel_usage.core.aggregate import RowFeatures, WindowKey, WindowState, add_rows
 from sentinel_usage.core.columns import KEY_SEPARATOR, row_keys
-from sentinel_usage.core.windows import EPOCH
+from sentinel_usage.core.windows import DAY, EPOCH, QUARTER_HOUR
 
 
 class WindowStore(Protocol):
@@ -37,40 +39,59 @@ class WindowStore(Protocol):
 @dataclass(frozen=True)
 class WindowPolicy:
     size: timedelta = timedelta(minutes=1)
-    # Windows this far behind the newest event time seen stay in the store;
-    # older ones are written out and evicted (and reloaded if an event comes).
+    # Windows that ended this long before `now` are written out and evicted from the
+    # store (and reloaded from the rollups if an event of theirs comes).
     resident: timedelta = timedelta(minutes=15)
+    # The coarser tiers' windows (core/windows.py), kept the same way beside `size`'s.
+    coarser: tuple[int, ...] = (QUARTER_HOUR, DAY)
+
+    @property
+    def tier_seconds(self) -> tuple[int, ...]:
+        """Every tier's window, in seconds, finest first."""
+        finest = int(self.size.total_seconds())
+        return (finest, *(s for s in self.coarser if s > finest))
 
 
 class UsageWindows:
+    """Every event is added to one window of each tier: the tiers are kept exactly as
+    the finest one is (the same watermarks, store, eviction and rollup writes)."""
+
     def __init__(
         self, store: WindowStore, policy: WindowPolicy = WindowPolicy(), epoch: str = ""
     ) -> None:
         self._store = store
         self._policy = policy
         self._epoch = epoch  # the broker's life the source offsets belong to
-        self._step_ms = policy.size // timedelta(milliseconds=1)
 
     def assign(self, table: pa.Table) -> Assigned:
         """Each event of `table` (core.columns.EVENT_SCHEMA with `source_partition`
-        and `source_offset`) with its window: what `apply` takes."""
-        return _assign(table, self._step_ms)
+        and `source_offset`) with its window in each tier: what `apply` takes."""
+        return _assign(table, self._policy.tier_seconds)
 
     def missing(self, keys: Iterable[WindowKey]) -> list[WindowKey]:
         """Keys whose state must be loaded from the rollups before `apply`."""
         return [k for k in keys if self._store.get(k.encode()) is None]
 
     def apply(self, groups: Assigned, loaded: dict[WindowKey, WindowState]) -> list[WindowState]:
-        """Add each event of `groups` (from `assign`) to its window unless its record was
-        applied before; write the changed windows to the store and return them."""
-        table = groups.table
-        if table.num_rows == 0:
+        """Add each event of `groups` (from `assign`) to its windows unless its record was
+        applied to them before; write the changed windows to the store and return them."""
+        if groups.table.num_rows == 0:
             return []
-        first = np.unique(groups.ids, return_index=True)[1]
+        rows = _SourceRows.of(groups.table)
+        changed: list[WindowState] = []
+        for tier in groups.tiers:
+            changed += self._apply_tier(rows, tier, loaded)
+        for state in changed:
+            self._store.put(state.key.encode(), state.to_bytes(), state.source_partition)
+        return changed
+
+    def _apply_tier(
+        self, rows: _SourceRows, tier: TierGroups, loaded: dict[WindowKey, WindowState]
+    ) -> list[WindowState]:
+        first = np.unique(tier.ids, return_index=True)[1]
         states: list[WindowState] = []
-        watermarks = np.empty(len(groups.keys), dtype=np.int64)
-        partitions = table.column("source_partition").to_numpy()
-        for gid, key in enumerate(groups.keys):
+        watermarks = np.empty(len(tier.keys), dtype=np.int64)
+        for gid, key in enumerate(tier.keys):
             state = self._state(key, loaded)
             if state.source_epoch != self._epoch:
                 # Offsets of another broker's life (an embedded restart): not comparable.
@@ -78,33 +99,30 @@ class UsageWindows:
                 # like redeliveries and skipped them.
                 state.source_epoch, state.last_offset = self._epoch, -1
             states.append(state)
-            partition = int(partitions[first[gid]])
+            partition = int(rows.partitions[first[gid]])
             watermarks[gid] = state.last_offset if state.source_partition == partition else -1
-        offsets = table.column("source_offset").to_numpy()
-        new = offsets > watermarks[groups.ids]  # a record at or below: a redelivery
-        if not new.all():
-            table = table.filter(pa.array(new))
-            gids = groups.ids[new]
-        else:
-            gids = groups.ids
-        changed = [states[g] for g in _add(table, gids, states).tolist()]
-        for state in changed:
-            self._store.put(state.key.encode(), state.to_bytes(), state.source_partition)
-        return changed
+        new = rows.offsets > watermarks[tier.ids]  # a record at or below: a redelivery
+        if new.all():
+            return [states[g] for g in _add(rows, tier.ids, states).tolist()]
+        return [states[g] for g in _add(rows.subset(new), tier.ids[new], states).tolist()]
 
     def evictable(self, now: datetime) -> list[WindowState]:
         """Windows that ended more than the resident horizon before `now`."""
-        horizon = now - self._policy.resident - self._policy.size
+        horizon = now - self._policy.resident
         states = (WindowState.from_bytes(v) for v in self._store.values())
-        return [s for s in states if s.window_start < horizon]
+        return [s for s in states if s.window_start + timedelta(seconds=s.window_seconds) < horizon]
 
     def evict(self, states: Sequence[WindowState]) -> None:
         """Drop `states` from the store (write them to the rollups first)."""
         for state in states:
             self._store.delete(state.key.encode(), state.source_partition)
 
-    def resident(self) -> list[WindowState]:
-        return [WindowState.from_bytes(v) for v in self._store.values()]
+    def resident(self, window_seconds: int | None = None) -> list[WindowState]:
+        """The windows in the store (only those of `window_seconds`, if given)."""
+        states = [WindowState.from_bytes(v) for v in self._store.values()]
+        if window_seconds is None:
+            return states
+        return [s for s in states if s.window_seconds == window_seconds]
 
     def _state(self, key: WindowKey, loaded: dict[WindowKey, WindowState]) -> WindowState:
         stored = self._store.get(key.encode())
@@ -112,48 +130,91 @@ class UsageWindows:
             return WindowState.from_bytes(stored)
         if key in loaded:
             return loaded[key]
-        return WindowState(*key, window_seconds=int(self._policy.size.total_seconds()))
+        return WindowState(*key)
 
 
-def fresh_windows(table: pa.Table, policy: WindowPolicy, epoch: str) -> list[WindowState]:
-    """The windows of `table`'s events (with `source_partition` and `source_offset`),
-    built from nothing: no store, no state before (rebuilding from the raw log)."""
-    groups = _assign(table, policy.size // timedelta(milliseconds=1))
-    seconds = int(policy.size.total_seconds())
-    states = [WindowState(*key, window_seconds=seconds, source_epoch=epoch) for key in groups.keys]
-    return [states[g] for g in _add(groups.table, groups.ids, states).tolist()]
+def fresh_windows(table: pa.Table, window_seconds: int, epoch: str) -> list[WindowState]:
+    """The windows of `window_seconds` of `table`'s events (with `source_partition` and
+    `source_offset`), built from nothing: no store, no state before (rebuilding from the
+    raw log)."""
+    (tier,) = _assign(table, (window_seconds,)).tiers
+    states = [WindowState(*key, source_epoch=epoch) for key in tier.keys]
+    if table.num_rows == 0:
+        return []
+    return [states[g] for g in _add(_SourceRows.of(table), tier.ids, states).tolist()]
 
 
-class Assigned(NamedTuple):
-    table: pa.Table  # the events, with `window_ms` (their window's start, epoch ms)
-    keys: list[WindowKey]  # the distinct windows
+class _SourceRows(NamedTuple):
+    """A batch's rows as aggregation reads them, with their source positions."""
+
+    features: RowFeatures
+    offsets: np.ndarray
+    partitions: np.ndarray
+
+    @classmethod
+    def of(cls, table: pa.Table) -> _SourceRows:
+        return cls(
+            RowFeatures.of(table),
+            table.column("source_offset").to_numpy(),
+            table.column("source_partition").to_numpy(),
+        )
+
+    def subset(self, mask: np.ndarray) -> _SourceRows:
+        return _SourceRows(self.features.subset(mask), self.offsets[mask], self.partitions[mask])
+
+
+class TierGroups(NamedTuple):
+    seconds: int
+    keys: list[WindowKey]  # the distinct windows of this tier
     ids: np.ndarray  # per row, the index of its window in `keys`
 
 
-def _assign(table: pa.Table, step_ms: int) -> Assigned:
-    millis = table.column("started_at").cast(pa.int64()).to_numpy()
-    table = table.append_column("window_ms", pa.array(millis - millis % step_ms))
+class Assigned(NamedTuple):
+    table: pa.Table  # the events
+    tiers: tuple[TierGroups, ...]
+
+    @property
+    def keys(self) -> list[WindowKey]:
+        return [key for tier in self.tiers for key in tier.keys]
+
+
+def _assign(table: pa.Table, tier_seconds: Sequence[int]) -> Assigned:
     if table.num_rows == 0:
-        return Assigned(table, [], np.empty(0, dtype=np.int64))
-    joined = row_keys(*(table.column(name) for name in ("project_id", "pass_id", "window_ms")))
-    encoded = pc.dictionary_encode(joined)
-    keys = []
-    for text in encoded.dictionary.to_pylist():
-        project_id, pass_id, millis = text.split(KEY_SEPARATOR)
-        keys.append(WindowKey(project_id, pass_id, EPOCH + timedelta(milliseconds=int(millis))))
-    return Assigned(table, keys, encoded.indices.to_numpy())
+        return Assigned(
+            table, tuple(TierGroups(s, [], np.empty(0, np.int64)) for s in tier_seconds)
+        )
+    millis = table.column("started_at").cast(pa.int64()).to_numpy()
+    # The passes once (strings are the costly part), then each tier's windows as integers.
+    passes = pc.dictionary_encode(row_keys(table.column("project_id"), table.column("pass_id")))
+    names = [text.split(KEY_SEPARATOR) for text in passes.dictionary.to_pylist()]
+    pass_ids = passes.indices.to_numpy().astype(np.int64)
+    tiers = []
+    for seconds in tier_seconds:
+        window = millis // (seconds * 1000)
+        low = int(window.min())
+        span = int(window.max()) - low + 1
+        distinct, ids = np.unique(pass_ids * span + (window - low), return_inverse=True)
+        pass_of, offset = np.divmod(distinct, span)
+        keys = [
+            WindowKey(
+                names[p][0], names[p][1], EPOCH + timedelta(seconds=(w + low) * seconds), seconds
+            )
+            for p, w in zip(pass_of.tolist(), offset.tolist(), strict=True)
+        ]
+        tiers.append(TierGroups(seconds, keys, ids.reshape(-1)))
+    return Assigned(table, tuple(tiers))
 
 
-def _add(table: pa.Table, gids: np.ndarray, states: list[WindowState]) -> np.ndarray:
-    """Add the rows of `table` (row i to `states[gids[i]]`); return the ids changed."""
-    changed = add_table([state.aggregate for state in states], gids, table)
+def _add(rows: _SourceRows, gids: np.ndarray, states: list[WindowState]) -> np.ndarray:
+    """Add `rows` (row i to `states[gids[i]]`); return the ids changed."""
+    changed = add_rows([state.aggregate for state in states], gids, rows.features)
     if len(changed) == 0:
         return changed
     n = len(states)
     last_offset = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(last_offset, gids, table.column("source_offset").to_numpy())
+    np.maximum.at(last_offset, gids, rows.offsets)
     partition = np.zeros(n, dtype=np.int64)
-    partition[gids] = table.column("source_partition").to_numpy()  # a pass's rows share one
+    partition[gids] = rows.partitions  # a pass's rows share one
     for g in changed.tolist():
         states[g].source_partition = int(partition[g])
         states[g].last_offset = max(states[g].last_offset, int(last_offset[g]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Final
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -124,7 +124,7 @@ async def pass_usage(
     usage = services.analytics.usage
     report = await usage(scope, pass_id, asked.range, asked.zone, asked.now)
     extra = sorted({int(p) for p in percentiles.split(",")} - {95})
-    return _usage_response(pass_id, report, extra, services.settings.retention_days)
+    return _usage_response(pass_id, report, extra)
 
 
 @router.get(
@@ -201,13 +201,8 @@ def _percentiles(usage: UsageAggregate, extra: list[int]) -> dict[str, float | N
     return {f"p{p}_latency_ms": _round(usage.latency_percentile_ms(p)) for p in extra}
 
 
-def _usage_response(
-    pass_id: str, report: UsageReport, extra: list[int], retention_days: int
-) -> UsageResponse:
+def _usage_response(pass_id: str, report: UsageReport, extra: list[int]) -> UsageResponse:
     total = report.total
-    # What the tables' TTL (toDateTime(time) + N days) still holds: a range that starts
-    # earlier is said to be partial, never a silently smaller number.
-    held_from = report.generated_at - timedelta(days=retention_days)
     return UsageResponse(
         pass_id=pass_id,
         range=report.range.value,
@@ -245,8 +240,12 @@ def _usage_response(
             token_failures=total.token_failures,
             **_percentiles(total, extra),
         ),
+        # What the rollup tiers' TTLs still hold: a range that reaches past it is
+        # said to be partial, never a silently smaller number.
         retention=UsageRetention(
-            days=retention_days, held_from=held_from, partial=report.start < held_from
+            days=report.retention.days,
+            held_from=report.retention.held_from,
+            partial=report.retention.partial,
         ),
         last_updated=report.generated_at,
     )

@@ -70,6 +70,13 @@ def test_events_appear_exactly_once_after_a_kill_between_insert_and_commit(
                 ).json()
                 assert body["total"] == 1000
                 ids += [row["event_id"] for row in body["items"]]
+            # and each rollup tier counted each once: the 15-minute tier answers the
+            # 24 h range, the UTC day tier the 7 days in UTC
+            for rng in ("24h", "7d"):
+                metrics = http.get(
+                    f"/v1/projects/{PROJECT}/passes/{pass_id}/usage", params={"range": rng}
+                ).json()["metrics"]
+                assert metrics["total_requests"] == 1000, rng
         assert sorted(ids) == sorted(e["event_id"] for e in events)
     finally:
         second.stop()

@@ -73,3 +73,51 @@ def test_a_changed_retention_is_applied_to_the_existing_table(empty_db: Any) -> 
         "WHERE database = currentDatabase() AND name = 'activity_log'",
     )
     assert "toIntervalDay(30)" in engine_full
+
+
+def test_each_rollup_tier_keeps_its_own_retention(empty_db: Any) -> None:
+    migrate(empty_db, MigrationContext())
+    migrate(empty_db, MigrationContext(rollup_retention_days={"usage_rollups_1d": 30}))
+    engines = dict(
+        rows(
+            empty_db,
+            "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() "
+            "AND name LIKE 'usage_rollups%'",
+        )
+    )
+    assert "toIntervalDay(3)" in engines["usage_rollups"]
+    assert "toIntervalDay(90)" in engines["usage_rollups_15m"]
+    assert "toIntervalDay(30)" in engines["usage_rollups_1d"]
+
+
+def test_the_coarser_tiers_are_filled_from_the_minutes_held_at_the_upgrade(
+    empty_db: Any,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sentinel_usage.analytics.rollups import RollupStore
+    from sentinel_usage.core.aggregate import WindowKey, WindowState
+
+    migrate(empty_db, MigrationContext())
+    start = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    minutes = []
+    for i in range(40):  # 10:00 to 10:39: three quarter hours, one day
+        state = WindowState("p", "SP-1", start + timedelta(minutes=i), 60, last_offset=i)
+        state.aggregate.total_requests = state.aggregate.success_count = 2
+        state.aggregate.sketch.bins.update({100 + i % 3: 2})
+        state.aggregate.endpoint_counts = {"/v1/items": 2}
+        minutes.append(state)
+    RollupStore(empty_db).write(minutes)
+    rollback(empty_db, MigrationContext(), to=6)  # as before the tiers, minutes held
+    assert "usage_rollups_1d" not in tables(empty_db)
+
+    migrate(empty_db, MigrationContext())
+
+    keys = [WindowKey("p", "SP-1", start + timedelta(minutes=15 * q), 900) for q in range(3)]
+    day = WindowKey("p", "SP-1", start.replace(hour=0), 86_400)
+    loaded = RollupStore(empty_db).load([*keys, day])
+    assert [loaded[k].aggregate.total_requests for k in keys] == [30, 30, 20]
+    assert [loaded[k].last_offset for k in keys] == [14, 29, 39]
+    assert loaded[day].aggregate.total_requests == 80
+    assert loaded[day].aggregate.sketch.bins == {100: 28, 101: 26, 102: 26}
+    assert loaded[day].aggregate.endpoint_counts == {"/v1/items": 80}

@@ -13,11 +13,9 @@ from sentinel_usage.analytics.writer import ActivityLogWriter
 from sentinel_usage.core.aggregate import UsageAggregate, WindowKey
 from sentinel_usage.core.columns import validate_events
 from sentinel_usage.core.events import EventValidator
+from sentinel_usage.core.windows import DEFAULT_TIERS
 from sentinel_usage.stream.reconcile import rebuild_lost_windows
-from sentinel_usage.stream.windows import WindowPolicy
 from tests.workload import assert_matches_log, expected_counts, generate
-
-POLICY = WindowPolicy()
 
 
 def stored_total(clickhouse: Any, project: str) -> UsageAggregate:
@@ -27,7 +25,7 @@ def stored_total(clickhouse: Any, project: str) -> UsageAggregate:
         {"p": project},
         what="test",
     )
-    keys = [WindowKey(project, pass_id, start) for pass_id, start in rows]
+    keys = [WindowKey(project, pass_id, start, 60) for pass_id, start in rows]
     total = UsageAggregate()
     for state in RollupStore(clickhouse).load(keys).values():
         total = total.merge(state.aggregate)
@@ -43,17 +41,17 @@ def test_windows_whose_rollup_write_was_lost_are_rebuilt_exactly(clickhouse: Any
 
     # A previous life: the first rows and their rollups written...
     ActivityLogWriter(clickhouse).write(first)
-    assert rebuild_lost_windows(clickhouse, POLICY) > 0  # (no rollups yet: all rebuilt)
+    assert rebuild_lost_windows(clickhouse, DEFAULT_TIERS) > 0  # (no rollups yet: all rebuilt)
     counted = stored_total(clickhouse, project)
     assert counted.total_requests + counted.token_generations == 2000
     # ...then a batch whose rows went in and whose rollups did not: the kill.
     ActivityLogWriter(clickhouse).write(second)
     assert stored_total(clickhouse, project).total_requests == counted.total_requests
 
-    rebuilt = rebuild_lost_windows(clickhouse, POLICY)
+    rebuilt = rebuild_lost_windows(clickhouse, DEFAULT_TIERS)
 
     assert rebuilt > 0
     want = expected_counts(workload.unique, now - timedelta(days=1), now + timedelta(days=1))
     assert_matches_log(stored_total(clickhouse, project), want)
     # consistent now: a second start finds nothing to do
-    assert rebuild_lost_windows(clickhouse, POLICY) == 0
+    assert rebuild_lost_windows(clickhouse, DEFAULT_TIERS) == 0

@@ -95,8 +95,11 @@ async def test_window_applies_once_per_offset_and_flushes_before_returning(
     pass_id = new_pass()
     events = [raw_event(pass_id=pass_id, status_code=code) for code in (200, 200, 500)]
     decoded = await steps.sink.decode([envelope(5, events)])
-    (state,) = await steps.sink.window(decoded.table)
-    assert (state.aggregate.total_requests, state.aggregate.error_count) == (3, 1)
+    changed = await steps.sink.window(decoded.table)
+    # one window of each tier (the minute, its quarter of an hour, its UTC day)
+    assert sorted(s.window_seconds for s in changed) == [60, 900, 86_400]
+    for state in changed:
+        assert (state.aggregate.total_requests, state.aggregate.error_count) == (3, 1)
     assert steps.flushes == 1
     # The same record again (a redelivery) is at or below the window's watermark.
     assert await steps.sink.window(decoded.table) == []
@@ -110,9 +113,10 @@ async def test_persist_writes_the_rows_then_their_windows(clickhouse: ClickHouse
     await steps.sink.persist(decoded.table, changed)
     page = ActivityLogQuery(clickhouse).page(ProjectScope("proj-a"), pass_id, 1, 10)
     assert page.total == 1  # the same event twice: one row (the table folds it)...
-    stored = RollupStore(clickhouse).load([changed[0].key])
-    # ...but the window counted both: dropping repeats is drop_known's job, before.
-    assert stored[changed[0].key].aggregate.total_requests == 2
+    stored = RollupStore(clickhouse).load([state.key for state in changed])
+    # ...but the windows counted both: dropping repeats is drop_known's job, before.
+    assert len(stored) == 3  # each tier's window, in its own table
+    assert {state.aggregate.total_requests for state in stored.values()} == {2}
 
 
 async def test_dead_letter_sends_each_with_its_source(clickhouse: ClickHouse) -> None:

@@ -39,7 +39,7 @@ def test_events_land_in_their_own_windows_and_a_replayed_record_is_skipped() -> 
         at(10, NOW - timedelta(seconds=40)),  # 11:59:50, same record
         at(11, NOW),
     ]
-    changed = windows.apply(assigned(windows, first), {})
+    changed = [s for s in windows.apply(assigned(windows, first), {}) if s.window_seconds == 60]
     assert {s.window_start.minute for s in changed} == {0, 59}
     current = {s.window_start.minute: s for s in changed}[0]
     assert current.aggregate.total_requests == 2
@@ -48,25 +48,33 @@ def test_events_land_in_their_own_windows_and_a_replayed_record_is_skipped() -> 
     # The same records again (a redelivery after a crash): nothing changes.
     assert windows.apply(assigned(windows, first), {}) == []
     # A later record in the same window is applied.
-    (again,) = windows.apply(assigned(windows, [at(12, NOW)]), {})
-    assert again.aggregate.total_requests == 3
+    again = windows.apply(assigned(windows, [at(12, NOW)]), {})
+    assert {s.window_seconds: s.aggregate.total_requests for s in again} == {
+        60: 3,
+        900: 3,  # 12:00-12:15
+        86_400: 4,  # the whole day, 11:59:50 included
+    }
 
 
 def test_a_late_event_is_added_to_the_stored_rollup_of_its_window() -> None:
     store = InMemoryWindowStore()
     windows = UsageWindows(store)
     late_time = NOW - timedelta(hours=5)
-    key = WindowKey("proj-a", "SP-2024-A1B2C3", window_start(late_time, timedelta(minutes=1)))
+    key = WindowKey("proj-a", "SP-2024-A1B2C3", window_start(late_time, timedelta(minutes=1)), 60)
     assert windows.missing([key]) == [key]
-    stored = WindowState(*key, window_seconds=60, source_partition=0, last_offset=3)
+    stored = WindowState(*key, source_partition=0, last_offset=3)
     stored.aggregate.total_requests = stored.aggregate.success_count = 7
-    (state,) = windows.apply(assigned(windows, [at(50, late_time)]), {key: stored})
-    assert state.aggregate.total_requests == 8
+    changed = windows.apply(assigned(windows, [at(50, late_time)]), {key: stored})
+    by_tier = {s.window_seconds: s.aggregate.total_requests for s in changed}
+    # the stored minute's 7 and this one; the coarser tiers (not loaded) hold this one
+    assert by_tier == {60: 8, 900: 1, 86_400: 1}
     assert windows.missing([key]) == []
 
 
 def test_old_windows_are_evictable_after_the_resident_horizon() -> None:
-    windows = UsageWindows(InMemoryWindowStore(), WindowPolicy(resident=timedelta(minutes=15)))
+    windows = UsageWindows(
+        InMemoryWindowStore(), WindowPolicy(resident=timedelta(minutes=15), coarser=())
+    )
     windows.apply(
         assigned(windows, [at(1, NOW - timedelta(minutes=30)), at(2, NOW - timedelta(minutes=5))]),
         {},
@@ -75,3 +83,22 @@ def test_old_windows_are_evictable_after_the_resident_horizon() -> None:
     assert [s.window_start for s in old] == [datetime(2026, 11, 24, 11, 30, tzinfo=UTC)]
     windows.evict(old)
     assert len(windows.resident()) == 1
+
+
+def test_each_tier_window_is_evicted_once_it_has_ended_for_the_resident_horizon() -> None:
+    windows = UsageWindows(InMemoryWindowStore(), WindowPolicy(resident=timedelta(minutes=15)))
+    windows.apply(assigned(windows, [at(1, NOW - timedelta(minutes=40))]), {})  # 11:20:30
+    old = windows.evictable(NOW)
+    # the minute and 11:15-11:30 have ended more than 15 minutes ago; the day has not
+    assert sorted(s.window_seconds for s in old) == [60, 900]
+    windows.evict(old)
+    assert [s.window_seconds for s in windows.resident()] == [86_400]
+    assert windows.resident(60) == []
+
+
+def test_a_window_of_the_finest_tier_keeps_its_store_key_and_the_others_are_apart() -> None:
+    start = datetime(2026, 11, 24, tzinfo=UTC)
+    keys = {WindowKey("p", "SP-1", start, seconds).encode() for seconds in (60, 900, 86_400)}
+    assert len(keys) == 3
+    # the form a changelog written before the tiers holds
+    assert WindowKey("p", "SP-1", start, 60).encode() == b"p\x1fSP-1\x1f1795478400000"
