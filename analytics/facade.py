@@ -21,6 +21,7 @@ from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.endpoints import EndpointQuery
 from sentinel_usage.analytics.exports import ExportAudit
 from sentinel_usage.analytics.migrate import pending
+from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.analytics.usage import UsageQuery
 from sentinel_usage.core.windows import DEFAULT_TIERS, RollupTier
 
@@ -63,7 +64,13 @@ class Analytics:
         activity = ActivityLogQuery(clickhouse)
         usage = UsageQuery(clickhouse, tiers)
         audit = ExportAudit(clickhouse)
-        self.pass_exists = run(activity.pass_exists)
+
+        def pass_exists(scope: ProjectScope, pass_id: str) -> bool:
+            """Activity in the raw log, or rollups kept longer than it (a pass managed
+            elsewhere, idle since the raw log's retention, still has its usage)."""
+            return activity.pass_exists(scope, pass_id) or usage.has_usage(scope, pass_id)
+
+        self.pass_exists = run(pass_exists)
         self.activity_page = run(activity.page)
         self.export_batch = run(activity.export_batch)
         self.usage = run(usage.usage)

@@ -187,6 +187,10 @@ class UsageQuery:
             int(requests), int(successes), float(latency_sum), int(latency_count), last
         )
 
+    def has_usage(self, scope: ProjectScope, pass_id: str) -> bool:
+        """Whether the tier kept longest holds any window of the pass."""
+        return bool(self._clickhouse.select(scope.on(self._longest.table, pass_id), "1", "LIMIT 1"))
+
     def passes(
         self,
         scope: ProjectScope,

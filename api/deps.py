@@ -103,7 +103,7 @@ ReadScopeDep = Annotated[ProjectScope, Depends(project_scope_for("usage:read"))]
 
 async def require_pass(services: ApiServices, scope: ProjectScope, pass_id: str) -> None:
     """404 unless the registry holds the pass, or (a pass managed elsewhere) it has
-    activity in the project. A pass deleted from the registry is gone everywhere: its
+    activity or rollups in the project. A pass deleted from the registry is gone everywhere: its
     rows age out with the retention, no route serves them (the seeds: deletion removes
     the pass and what is associated with it)."""
     standing = await services.registry.store.standing(scope.project_id, pass_id)

@@ -20,6 +20,7 @@ from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.writer import ActivityLogWriter
 from sentinel_usage.api.app import create_app
 from sentinel_usage.api.services import build_services
+from sentinel_usage.core.aggregate import WindowState
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.core.wire import BATCH_SCHEMA
@@ -173,6 +174,20 @@ def test_another_projects_pass_has_no_endpoints_to_show(
         headers=other,
     )
     assert response.status_code == 404
+
+
+def test_a_pass_whose_raw_rows_aged_out_is_still_served_from_the_day_tier(
+    api_client: TestClient, clickhouse: ClickHouse
+) -> None:
+    pass_id = f"SP-{uuid.uuid4().hex[:8]}"  # no registry record, no raw row
+    assert usage(api_client, pass_id).status_code == 404
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    old = WindowState(PROJECT, pass_id, day - timedelta(days=200), 86_400)
+    old.aggregate.total_requests = old.aggregate.success_count = 5
+    RollupStore(clickhouse).write([old])
+    assert usage(api_client, pass_id).status_code == 200
+    overview = api_client.get(f"/v1/projects/{PROJECT}/passes/{pass_id}/overview", headers=READ)
+    assert overview.json()["total_requests"] == 5
 
 
 def test_a_range_older_than_the_retention_says_it_is_partial(
