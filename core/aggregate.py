@@ -12,7 +12,7 @@ aggregates at once, `add_table`; one event is a batch of one), merge, result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple
@@ -133,7 +133,7 @@ class UsageAggregate:
             "lm": self.latency_max_ms,
             "sz": self.sketch.zero_count,
             # (key, count) pairs: orjson writes and reads them without a Python loop
-            "sb": sorted(self.sketch.bins.items()),
+            "sb": list(self.sketch.bins.items()),
             "ep": self.endpoint_counts,
             "le": _millis(self.last_event_at) if self.last_event_at else None,
         }
@@ -156,11 +156,11 @@ class UsageAggregate:
         )
 
 
-def _bins(stored: list[list[int]] | dict[str, int]) -> dict[int, int]:
+def _bins(stored: list[list[int]] | dict[str, int]) -> Iterable[tuple[int, int]]:
     """Sketch bins as stored: (key, count) pairs, or (before) a mapping of text keys."""
     if isinstance(stored, dict):
-        return {int(k): v for k, v in stored.items()}
-    return dict(stored)  # type: ignore[arg-type]
+        return [(int(k), v) for k, v in stored.items()]
+    return stored  # type: ignore[return-value]
 
 
 def _millis(at: datetime) -> int:

@@ -66,10 +66,17 @@ def sketch_keys(values_ms: np.ndarray) -> np.ndarray:
 class LatencySketch:
     __slots__ = ("bins", "zero_count")
 
-    def __init__(self, bins: Mapping[int, int] | None = None, zero_count: int = 0) -> None:
+    def __init__(
+        self,
+        bins: Mapping[int, int] | Iterable[tuple[int, int]] | None = None,
+        zero_count: int = 0,
+    ) -> None:
         # A Counter: `add_bucketed` counts a batch's keys into it in C (Counter.update
         # of an iterable), which per key in Python was a quarter of the stream's time.
-        self.bins: Counter[int] = Counter(bins or {})
+        # Filled by dict.update (C), from a mapping or from (key, count) pairs.
+        self.bins: Counter[int] = Counter()
+        if bins:
+            dict.update(self.bins, bins)
         self.zero_count = zero_count
 
     @property
