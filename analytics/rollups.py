@@ -78,12 +78,15 @@ class RollupStore:
     def write(self, states: Sequence[WindowState]) -> int:
         """Write `states`, each to its tier's table, in one insert (routed by ClickHouse,
         analytics migration 0007)."""
-        self._by_table(states, lambda s: s.window_seconds)  # refuses a window of no tier
+        # A window of no tier would match no view: the insert would keep it nowhere.
+        unknown = {s.window_seconds for s in states} - self._tables.keys()
+        if unknown:
+            raise ValueError(f"no rollup tier of {sorted(unknown)} s windows")
         if states:
-            self._write(ROLLUP_WRITES, states)
+            self._write(states)
         return len(states)
 
-    def _write(self, table: str, states: Sequence[WindowState]) -> None:
+    def _write(self, states: Sequence[WindowState]) -> None:
         # As one Arrow block: pyarrow builds the map columns in C, where the client's
         # row insert serialised them in Python (most of a batch's rollup write).
         aggregates = [s.aggregate for s in states]
@@ -109,7 +112,7 @@ class RollupStore:
             "last_offset": [s.last_offset for s in states],
             "source_epoch": [s.source_epoch for s in states],
         }
-        self._clickhouse.insert_arrow(table, pa.table(columns, schema=_ARROW_SCHEMA))
+        self._clickhouse.insert_arrow(ROLLUP_WRITES, pa.table(columns, schema=_ARROW_SCHEMA))
 
     def load(self, keys: Sequence[WindowKey]) -> dict[WindowKey, WindowState]:
         """The stored states of `keys` (those that exist), from their tiers' tables, in
