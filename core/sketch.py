@@ -90,14 +90,6 @@ class LatencySketch:
         key = bucket_key(value_ms)
         self.bins[key] = self.bins.get(key, 0) + count
 
-    def add_keys(self, keys: Iterable[tuple[int, int]], zero_count: int = 0) -> None:
-        """Add values already bucketed (`sketch_keys`): (key, count) pairs, and how many
-        were counted as zero."""
-        self.zero_count += zero_count
-        bins = self.bins
-        for key, count in keys:
-            bins[key] = bins.get(key, 0) + count
-
     def add_bucketed(self, keys: Iterable[int]) -> None:
         """Add one value for each key of `keys` (`sketch_keys`, none of them ZERO_KEY)."""
         self.bins.update(keys)

@@ -97,9 +97,6 @@ def test_keys_added_in_bulk_are_keys_added_one_by_one() -> None:
     values = np.random.default_rng(3).lognormal(4.0, 2.0, 5_000)
     values[:50] = 0.0
     keys = sketch_keys(values)
-    bulk = LatencySketch()
-    distinct, counts = np.unique(keys[keys != ZERO_KEY], return_counts=True)
-    bulk.add_keys(
-        zip(distinct.tolist(), counts.tolist(), strict=True), int((keys == ZERO_KEY).sum())
-    )
+    bulk = LatencySketch(zero_count=int((keys == ZERO_KEY).sum()))
+    bulk.add_bucketed(keys[keys != ZERO_KEY].tolist())
     assert bulk == LatencySketch.of(values.tolist())
