@@ -1,7 +1,8 @@
 """The gateway's cost, on the same ASGI app (the demo API) with and without
 SentinelGateway, in one run:
 - `gateway_overhead_us=`: the median added time per call, called through the ASGI
-  interface (no network, so the figure is the middleware's own);
+  interface (no network, so the figure is the middleware's own request path; the events
+  are built later, by the producer's sender), the two apps in alternating rounds;
 - `gateway_rps_ratio=`: calls per second with the middleware over without, each app
   served by uvicorn in a process of its own, the two at once on one core, kept saturated
   by pipelining clients on the other, the middleware's producer sending every event to a
@@ -32,6 +33,7 @@ from sentinel_usage.passes.model import AccessLevel, PassStatus, SentinelPass, U
 from sentinel_usage.passes.tokens import SigningKeys, TokenIssuer
 
 CALLS = 20_000
+ROUNDS = 10
 PAIRS = 3
 
 
@@ -66,16 +68,23 @@ async def _call(app: Any, scope: dict[str, Any]) -> int:
     return status
 
 
-async def _time(app: Any, scope: dict[str, Any]) -> tuple[list[float], float]:
-    for _ in range(500):  # warm up (and verify the token once)
-        assert await _call(app, scope) == 200
-    per_call = []
-    started = time.perf_counter()
-    for _ in range(CALLS):
-        before = time.perf_counter()
-        await _call(app, scope)
-        per_call.append(time.perf_counter() - before)
-    return per_call, CALLS / (time.perf_counter() - started)
+async def _time(apps: list[Any], scope: dict[str, Any]) -> list[tuple[list[float], float]]:
+    """Per-call times and calls per second of each app, measured in alternating rounds so
+    that what this shared machine does meanwhile falls on every app alike."""
+    for app in apps:
+        for _ in range(500):  # warm up (and verify the token once)
+            assert await _call(app, scope) == 200
+    per_call: list[list[float]] = [[] for _ in apps]
+    elapsed = [0.0] * len(apps)
+    for _ in range(ROUNDS):
+        for i, app in enumerate(apps):
+            started = time.perf_counter()
+            for _ in range(CALLS // ROUNDS):
+                before = time.perf_counter()
+                await _call(app, scope)
+                per_call[i].append(time.perf_counter() - before)
+            elapsed[i] += time.perf_counter() - started
+    return [(times, len(times) / spent) for times, spent in zip(per_call, elapsed, strict=True)]
 
 
 def _guarded(keys: SigningKeys, producer: GatewayProducer) -> SentinelGateway:
@@ -206,8 +215,7 @@ def main() -> None:
         "headers": [(b"authorization", f"Bearer {_token(keys)}".encode()),
                     (b"user-agent", b"bench/1")],
     }  # fmt: skip
-    without, rps_without = asyncio.run(_time(bare, scope))
-    with_gateway, rps_with = asyncio.run(_time(guarded, scope))
+    (without, rps_without), (with_gateway, rps_with) = asyncio.run(_time([bare, guarded], scope))
     overhead_us = (statistics.median(with_gateway) - statistics.median(without)) * 1e6
     print(
         f"gateway: {CALLS} calls each; median {statistics.median(without) * 1e6:.0f} us "

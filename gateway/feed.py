@@ -77,13 +77,13 @@ class PassFeed:
     def known_refusal(self, claims: PassToken) -> str | Literal[Unknown.UNKNOWN] | None:
         """`refusal` without an await, from what the feed holds: UNKNOWN when only the
         introspection can say (the topic cannot be read)."""
-        if not self.healthy and self._introspect is not None:
+        if self._introspect is not None and not self.healthy:
             return UNKNOWN
         return self._state_refusal(claims)
 
     async def refusal(self, token: str, claims: PassToken) -> str | None:
         """Why this verified token must be refused now; None when it is admitted."""
-        if not self.healthy and self._introspect is not None:
+        if self._introspect is not None and not self.healthy:
             return await self._introspected(token)
         return self._state_refusal(claims)
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from ipaddress import ip_address, ip_network
+from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.endpoints import normalise_endpoint
 from sentinel_usage.core.event_ids import EventIds
 from sentinel_usage.core.events import MAX_ERROR_MESSAGE_CHARS, MAX_USER_AGENT_CHARS
@@ -39,9 +39,10 @@ def scope_for_method(method: str) -> str:
 
 
 class EventSink(Protocol):
-    """What the gateway hands events to: GatewayProducer (bounded, never blocks)."""
+    """What the gateway hands its calls to: GatewayProducer (bounded, never blocks), which
+    builds each call's event (`AdmittedCall.to_wire`) when it sends the batch."""
 
-    def record_wire(self, pass_id: str, wire: dict[str, Any]) -> bool: ...
+    def record(self, item: AdmittedCall) -> bool: ...
 
 
 class SentinelGateway:
@@ -55,34 +56,34 @@ class SentinelGateway:
         route_scopes: RouteScopes | None = None,
         trusted_proxies: Iterable[str] = (),
         realm: str = "sentinel",
-        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app = app
         self._verifier = verifier
         self._feed = feed
         self._events = events
         self._route_scopes = route_scopes
-        self._trusted = [ip_network(p) for p in trusted_proxies]
         self._realm = realm
-        self._clock = clock
-        self._event_ids = EventIds()
+        self._calls = CallEvents([ip_network(p) for p in trusted_proxies])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # What a call costs here is what it costs the wrapped API: the request path reads
+        # the headers once, looks the token up, and leaves its record as a tuple; the
+        # event is built when the producer sends the batch (AdmittedCall.to_wire).
         arrived = time.perf_counter()
-        started_at = self._clock.now()
-        caller = _caller(scope)
-        token = caller.token
-        if token is None:
-            await self._refuse(send, 401, f'Bearer realm="{self._realm}"', None, None)
-            return
-        # The common case, a token seen before of a pass the feed knows, costs no await.
-        claims = self._verifier.cached(token)
+        authorization, agent, forwarded = _headers(scope)
+        # The common case, a token seen before of a pass the feed knows, costs no await
+        # and no parse: the claims are cached under the header as it came.
+        claims = self._verifier.cached(authorization) if authorization is not None else None
         if claims is None:
+            token = _bearer(authorization)
+            if token is None:
+                await self._refuse(send, 401, f'Bearer realm="{self._realm}"', None, None)
+                return
             try:
-                claims = await self._verifier.verify(token)
+                claims = await self._verifier.verify(token, cache_as=authorization)
             except InvalidTokenError as exc:
                 await self._refuse(
                     send,
@@ -93,7 +94,7 @@ class SentinelGateway:
                 return
         refusal = self._feed.known_refusal(claims)
         if refusal is UNKNOWN:
-            refusal = await self._feed.refusal(token, claims)
+            refusal = await self._feed.refusal(_bearer(authorization) or "", claims)
         if refusal is not None:
             challenge = self._challenge("invalid_token", refusal)
             await self._refuse(send, 401, challenge, *_body("invalid_token", refusal))
@@ -108,43 +109,49 @@ class SentinelGateway:
             else self._route_scopes(method, template or "")
         )
         if needed is not None and not grants(claims.scopes, needed):
-            template = template or self._template(scope)
             description = f"this route needs the {needed} scope"
             challenge = self._challenge("insufficient_scope", description, needed)
             await self._refuse(send, 403, challenge, *_body("insufficient_scope", description))
-            self._record(scope, caller, claims, template, 403, arrived, started_at, description)
+            template = template or self._template(scope)
+            self._record(scope, claims, template, 403, arrived, agent, forwarded, description)
             return
-        await self._admit(scope, receive, send, caller, claims, template, arrived, started_at)
-
-    async def _admit(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        caller: Caller,
-        claims: PassToken,
-        template: str | None,
-        arrived: float,
-        started_at: Any,
-    ) -> None:
         status = 500
 
         async def observed(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status = message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, observed)
         except Exception as exc:
             # Recorded as the 500 the caller sees, then raised for the server to handle.
-            route = template or self._routed(scope)
-            self._record(scope, caller, claims, route, 500, arrived, started_at, repr(exc))
+            template = template or self._routed(scope)
+            self._record(scope, claims, template, 500, arrived, agent, forwarded, repr(exc))
             raise
         error = "server error" if status >= 500 else None
-        route = template or self._routed(scope)
-        self._record(scope, caller, claims, route, status, arrived, started_at, error)
+        template = template or self._routed(scope)
+        self._record(scope, claims, template, status, arrived, agent, forwarded, error)
+
+    def _record(
+        self,
+        scope: Scope,
+        claims: PassToken,
+        template: str,
+        status: int,
+        arrived: float,
+        agent: bytes | None,
+        forwarded: bytes | None,
+        error: str | None,
+    ) -> None:
+        seconds = time.perf_counter() - arrived
+        # tuple.__new__: a NamedTuple's own __new__ is a Python function, twice the cost.
+        call = (
+            self._calls, claims, scope["method"], template, int(status),
+            time.time() - seconds, seconds, scope.get("client"), forwarded, agent, error,
+        )  # fmt: skip
+        self._events.record(tuple.__new__(AdmittedCall, call))
 
     def _routed(self, scope: Scope) -> str:
         """The template of the route the wrapped app's router chose for this call."""
@@ -153,40 +160,6 @@ class SentinelGateway:
         if isinstance(path, str):
             return str(scope.get("root_path", "")) + path
         return self._template(scope)
-
-    def _record(
-        self,
-        scope: Scope,
-        caller: Caller,
-        claims: PassToken,
-        template: str,
-        status: int,
-        arrived: float,
-        started_at: Any,
-        error: str | None,
-    ) -> None:
-        agent = caller.user_agent[:MAX_USER_AGENT_CHARS] if caller.user_agent else None
-        # The event in its wire form (UsageEvent's fields), built without a model: a model
-        # here and its dump in the sender cost a call tens of microseconds. The worker
-        # validates it as it validates any producer's events.
-        wire = {
-            "event_id": self._event_ids.next(),
-            "project_id": claims.project_id,
-            "pass_id": claims.pass_id,
-            "client_id": claims.client_id,
-            "activity_type": "api_request",
-            "started_at": started_at.replace(microsecond=started_at.microsecond // 1000 * 1000),
-            "endpoint": template,
-            "http_method": scope["method"],
-            "status_code": status,
-            "success": status < 400,
-            "duration_ms": round((time.perf_counter() - arrived) * 1000, 3),
-            "client_ip": self._client_ip(scope, caller.forwarded_for),
-            "user_agent": agent,
-            "error_message": error[:MAX_ERROR_MESSAGE_CHARS] if error else None,
-            "metadata": {},
-        }
-        self._events.record_wire(claims.pass_id, wire)
 
     def _template(self, scope: Scope) -> str:
         """The route template the wrapped app's router matches (`/v1/items/{item_id}`),
@@ -200,23 +173,6 @@ class SentinelGateway:
                 return prefix + found
         path = str(scope.get("path", "/"))
         return prefix + normalise_endpoint(path[len(prefix) :] or "/")
-
-    def _client_ip(self, scope: Scope, forwarded: str | None) -> str | None:
-        peer = (scope.get("client") or (None,))[0]
-        if peer is not None and forwarded and self._trusted and self._is_trusted(peer):
-            # Right to left: the first address not a trusted proxy is the client.
-            for hop in reversed(forwarded.split(",")):
-                hop = hop.strip()
-                if _valid_ip(hop) and not self._is_trusted(hop):
-                    return hop
-        return peer if peer is not None and _valid_ip(peer) else None  # not "testclient"
-
-    def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self._trusted)
 
     def _challenge(self, error: str, description: str, scope: str | None = None) -> str:
         text = description.replace('"', "'")
@@ -247,26 +203,102 @@ def _body(error: str, description: str) -> tuple[str, bytes]:
     return error, orjson.dumps({"error": error, "error_description": description})
 
 
-class Caller(NamedTuple):
-    """What the request's headers say of its caller, read in one pass over them."""
-
-    token: str | None
-    user_agent: str | None
-    forwarded_for: str | None
-
-
-def _caller(scope: Scope) -> Caller:
-    token = agent = forwarded = None
-    for name, value in scope.get("headers") or ():
-        if name == b"authorization" and token is None:
-            text = bytes(value).decode("latin-1")
-            bearer = text[7:].strip()
-            token = bearer if text[:7].lower() == "bearer " and bearer else ""
+def _headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The Authorization, User-Agent and X-Forwarded-For of a request as they came, in one
+    pass over its headers (the first Authorization counts)."""
+    authorization = agent = forwarded = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value
         elif name == b"user-agent":
-            agent = bytes(value).decode("latin-1")
+            agent = value
         elif name == b"x-forwarded-for":
-            forwarded = bytes(value).decode("latin-1")
-    return Caller(token or None, agent or None, forwarded)
+            forwarded = value
+    return authorization, agent, forwarded
+
+
+def _bearer(authorization: bytes | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header; None for any other."""
+    if authorization is None or authorization[:7].lower() != b"bearer ":
+        return None
+    return bytes(authorization[7:]).decode("latin-1").strip() or None
+
+
+class CallEvents:
+    """Builds the `api_request` event of an admitted call, off the request path: its id,
+    its start to the millisecond, and the client behind the trusted proxies."""
+
+    def __init__(self, trusted: Sequence[IPv4Network | IPv6Network]) -> None:
+        self._trusted = trusted
+        self._event_ids = EventIds()
+
+    def wire(self, call: AdmittedCall) -> dict[str, Any]:
+        """The event in its wire form (UsageEvent's fields), built without a model: the
+        worker validates it as it validates any producer's events."""
+        # One unpacking: a NamedTuple's field, read by name, is a descriptor call each.
+        _, claims, method, template, status, started, seconds, client, forwarded, agent, error = (
+            call
+        )
+        return {
+            "event_id": self._event_ids.next(),
+            "project_id": claims.project_id,
+            "pass_id": claims.pass_id,
+            "client_id": claims.client_id,
+            "activity_type": "api_request",
+            "started_at": datetime.fromtimestamp(int(started * 1000) / 1000, UTC),
+            "endpoint": template,
+            "http_method": method,
+            "status_code": status,
+            "success": status < 400,
+            "duration_ms": round(seconds * 1_000_000) / 1000,
+            "client_ip": self._client_ip(client, forwarded),
+            "user_agent": _user_agent(agent) if agent else None,
+            "error_message": error[:MAX_ERROR_MESSAGE_CHARS] if error else None,
+            "metadata": {},
+        }
+
+    def _client_ip(self, client: Any, forwarded: bytes | None) -> str | None:
+        peer = client[0] if client else None
+        if peer is not None and forwarded and self._trusted and self._is_trusted(peer):
+            # Right to left: the first address not a trusted proxy is the client.
+            for hop in reversed(bytes(forwarded).decode("latin-1").split(",")):
+                hop = hop.strip()
+                if _valid_ip(hop) and not self._is_trusted(hop):
+                    return hop
+        return peer if peer is not None and _valid_ip(peer) else None  # not "testclient"
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+
+class AdmittedCall(NamedTuple):
+    """A call the gateway admitted, as the request path leaves it: `to_wire` (called by
+    the producer's sender) makes its event."""
+
+    events: CallEvents
+    claims: PassToken
+    method: str
+    template: str
+    status: int
+    started: float  # time.time() at the first byte in
+    seconds: float  # from the first byte in to the last byte out (time.perf_counter())
+    client: tuple[str, int] | None  # the ASGI scope's
+    forwarded_for: bytes | None
+    user_agent: bytes | None
+    error: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.events.wire(self)
+
+
+@functools.lru_cache(maxsize=4_096)  # a gateway's callers send a few agents, again and again
+def _user_agent(value: bytes) -> str:
+    return bytes(value).decode("latin-1")[:MAX_USER_AGENT_CHARS]
 
 
 def _match(routes: Sequence[Any], scope: Scope) -> str | None:

@@ -75,24 +75,29 @@ class AccessTokenVerifier:
         self._issuer = issuer
         self._leeway = leeway
         self._cache_size = cache_size
-        self._verified: dict[str, PassToken] = {}
+        self._verified: dict[str | bytes, PassToken] = {}
 
-    def cached(self, token: str) -> PassToken | None:
-        """The token's claims if it was verified before and has not expired; None when
-        `verify` must be awaited."""
-        known = self._verified.get(token)
+    def cached(self, credentials: str | bytes) -> PassToken | None:
+        """The claims of a token verified before under `credentials` (the token, or what
+        `verify` was told to cache it as) that has not expired; None when `verify` must
+        be awaited."""
+        known = self._verified.get(credentials)
         if known is not None and known.expires_at + self._leeway > time.time():
             return known
         return None
 
-    async def verify(self, token: str) -> PassToken:
-        known = self.cached(token)
+    async def verify(self, token: str, *, cache_as: str | bytes | None = None) -> PassToken:
+        """The token's claims, checked once and cached until it expires, under `cache_as`
+        (the gateway gives the Authorization header as it came, so that the next call
+        with it is one dict lookup: no parse, no decode) or the token itself."""
+        key = token if cache_as is None else cache_as
+        known = self.cached(key)
         if known is not None:
             return known
         verified = await self._verify(token)
         if len(self._verified) >= self._cache_size:
             self._verified.clear()  # bounded; the next calls verify again
-        self._verified[token] = verified
+        self._verified[key] = verified
         return verified
 
     async def _verify(self, token: str) -> PassToken:

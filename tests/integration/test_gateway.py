@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 from sentinel_usage.core.events import EventValidator, UsageEvent
 from sentinel_usage.gateway.demo import create_demo_app
 from sentinel_usage.gateway.feed import PassFeed
-from sentinel_usage.gateway.middleware import SentinelGateway
+from sentinel_usage.gateway.middleware import AdmittedCall, SentinelGateway
 from sentinel_usage.gateway.tokens import AccessTokenVerifier, JwksKeys
 from sentinel_usage.ingest.admin import ensure_topics
 from tests.integration.conftest import bearer
@@ -33,9 +34,9 @@ class Recorded:
     def __init__(self) -> None:
         self.events: list[UsageEvent] = []
 
-    def record_wire(self, pass_id: str, wire: dict[str, Any]) -> bool:
-        event = EventValidator().validate(orjson.loads(orjson.dumps(wire)))
-        assert event.pass_id == pass_id
+    def record(self, item: AdmittedCall) -> bool:
+        event = EventValidator().validate(orjson.loads(orjson.dumps(item.to_wire())))
+        assert event.pass_id == item.claims.pass_id
         self.events.append(event)
         return True
 
@@ -91,6 +92,7 @@ async def test_admitted_calls_are_recorded_with_their_route_template(
     client, recorded = gateway
     created = new_pass(api_client)
     auth = {"Authorization": f"Bearer {token_of(api_client, created)}", "User-Agent": "gw/1"}
+    before = datetime.now(UTC)
     assert (await client.get("/v1/items/3", headers=auth)).status_code == 200
     assert (await client.get("/v1/items/99", headers=auth)).status_code == 404
     forwarded = {**auth, "X-Forwarded-For": "203.0.113.9, 10.9.9.9"}
@@ -111,6 +113,27 @@ async def test_admitted_calls_are_recorded_with_their_route_template(
     assert first.client_ip == "10.1.2.3"  # no forwarded header: the peer
     assert posted.client_ip == "203.0.113.9"  # the peer is a trusted proxy
     assert all(e.duration_ms > 0 for e in recorded.events)
+    # The event is built when its batch is sent; its start is still the call's arrival,
+    # to the millisecond.
+    assert before - timedelta(milliseconds=1) <= first.started_at <= datetime.now(UTC)
+    assert all(e.started_at.microsecond % 1000 == 0 for e in recorded.events)
+    assert len({e.event_id for e in recorded.events}) == 3
+
+
+async def test_a_known_token_is_found_by_its_header_and_only_a_bearer_one_is(
+    api_client: TestClient, gateway: tuple[httpx.AsyncClient, Recorded]
+) -> None:
+    """The claims are cached under the Authorization header as it came: the same token
+    in another spelling of the scheme verifies once more, and another scheme carrying
+    the very same token is refused."""
+    client, _ = gateway
+    token = token_of(api_client, new_pass(api_client))
+    for header in (f"Bearer {token}", f"Bearer {token}", f"bearer  {token} ", f"BEARER {token}"):
+        assert (await client.get("/v1/items", headers={"Authorization": header})).is_success
+    for header in (f"Basic {token}", f"Token {token}", token, "Bearer ", "Bearer"):
+        answer = await client.get("/v1/items", headers={"Authorization": header})
+        assert answer.status_code == 401, header
+        assert answer.headers["www-authenticate"] == 'Bearer realm="sentinel"'
 
 
 async def test_rfc_6750_answers_and_scopes(
