@@ -1,17 +1,18 @@
 """The endpoint breakdown of one pass over a range: per route template, requests,
-errors and latency; and the status codes. Read from the deduplicated raw log
-(FINAL), always within a ProjectScope: counts are exact, latencies come from the
-same logarithmic sketch keys as the rollups' (core/sketch.py), so within 1%."""
+errors and latency; and the status codes. The range's whole UTC hours are read from
+`endpoint_rollups` (migration 0008), its edges finer than an hour from the deduplicated
+raw log (FINAL); always within a ProjectScope. Counts are exact, latencies come from the
+same logarithmic sketch keys as the usage rollups' (core/sketch.py), so within 1%."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sentinel_usage.analytics.clickhouse import ClickHouse
-from sentinel_usage.analytics.scope import ProjectScope, ScopedQuery
+from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.core.aggregate import REQUEST_TYPES
 from sentinel_usage.core.sketch import KEYS_PER_DOUBLING, MIN_INDEXABLE_MS, LatencySketch
 
@@ -23,6 +24,7 @@ _SKETCH: Final = (
     "toUInt64(1)), duration_ms >= {min_ms:Float64})"
 )
 TOP_CODES: Final = 5
+HOUR: Final = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -81,37 +83,74 @@ class EndpointQuery:
         offset: int,
     ) -> EndpointPage:
         """The pass's endpoints with requests in [start, end), most requested first."""
-        query = _requests(scope, pass_id, start, end)
-        rows = self._clickhouse.select(
-            query,
-            "endpoint, count() AS requests, countIf(NOT success), sum(duration_ms), "
-            f"countIf(duration_ms < {{min_ms:Float64}}), {_SKETCH}",
-            "GROUP BY endpoint ORDER BY requests DESC, endpoint "
-            "LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
-            keys_per_doubling=KEYS_PER_DOUBLING,
-            min_ms=MIN_INDEXABLE_MS,
-            limit=limit,
-            offset=offset,
+        first, last = _ceil_hour(start), _floor_hour(end)
+        if first < last:  # whole hours from the rollup, the edges from the log
+            rows = self._raw(scope, pass_id, start, first) + self._raw(scope, pass_id, last, end)
+            rows += self._clickhouse.select(
+                scope.on("endpoint_rollups", pass_id, final=False).where(
+                    "hour >= {first:DateTime('UTC')} AND hour < {last:DateTime('UTC')}",
+                    first=first,
+                    last=last,
+                ),
+                "endpoint, status_code, sum(requests), sum(errors), sum(latency_sum_ms), "
+                "sum(sketch_zero_count), sumMap(sketch)",
+                "GROUP BY endpoint, status_code",
+            )
+        else:
+            rows = self._raw(scope, pass_id, start, end)
+        return _page(rows, limit, offset)
+
+    def _raw(
+        self, scope: ProjectScope, pass_id: str, start: datetime, end: datetime
+    ) -> list[tuple[Any, ...]]:
+        """The rollup's columns for [start, end), from the raw log."""
+        if start >= end:
+            return []
+        query = scope.on("activity_log", pass_id).where(
+            "started_at >= {start:DateTime64(3, 'UTC')} "
+            "AND started_at < {end:DateTime64(3, 'UTC')} "
+            "AND activity_type IN {requests:Array(String)}",
+            start=start,
+            end=end,
+            requests=sorted(REQUEST_TYPES),
         )
-        ((total,),) = self._clickhouse.select(query, "uniqExact(endpoint)")
-        codes = self._clickhouse.select(query, "status_code, count()", "GROUP BY status_code")
-        return EndpointPage([_usage(row) for row in rows], int(total), dict(codes))
+        return list(
+            self._clickhouse.select(
+                query,
+                "endpoint, ifNull(status_code, 0) AS code, count(), countIf(NOT success), "
+                f"sum(duration_ms), countIf(duration_ms < {{min_ms:Float64}}), {_SKETCH}",
+                "GROUP BY endpoint, code",
+                keys_per_doubling=KEYS_PER_DOUBLING,
+                min_ms=MIN_INDEXABLE_MS,
+            )
+        )
 
 
-def _requests(scope: ProjectScope, pass_id: str, start: datetime, end: datetime) -> ScopedQuery:
-    return scope.on("activity_log", pass_id).where(
-        "started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')} "
-        "AND activity_type IN {requests:Array(String)}",
-        start=start,
-        end=end,
-        requests=sorted(REQUEST_TYPES),
-    )
+def _page(rows: list[tuple[Any, ...]], limit: int, offset: int) -> EndpointPage:
+    """Rows of (endpoint, status code or 0, requests, errors, latency sum, sketch zeros,
+    sketch bins), several per endpoint and code, merged and paged."""
+    merged: dict[str, EndpointUsage] = {}
+    codes: Counter[int | None] = Counter()
+    for endpoint, code, requests, errors, latency_sum, zeros, bins in rows:
+        codes[int(code) or None] += int(requests)
+        sketch = LatencySketch({int(k): int(v) for k, v in bins.items()}, int(zeros))
+        known = merged.get(endpoint)
+        if known is not None:
+            requests += known.total_requests
+            errors += known.error_count
+            latency_sum += known.latency_sum_ms
+            sketch = known.sketch.merge(sketch)
+        merged[endpoint] = EndpointUsage(
+            str(endpoint), int(requests), int(errors), float(latency_sum), sketch
+        )
+    ranked = sorted(merged.values(), key=lambda e: (-e.total_requests, e.endpoint))
+    return EndpointPage(ranked[offset : offset + limit], len(ranked), dict(codes))
 
 
-def _usage(row: tuple[Any, ...]) -> EndpointUsage:
-    endpoint, requests, errors, latency_sum, zeros, sketch = row
-    bins = {int(k): int(v) for k, v in sketch.items()}
-    return EndpointUsage(
-        str(endpoint), int(requests), int(errors), float(latency_sum),
-        LatencySketch(bins, int(zeros)),
-    )  # fmt: skip
+def _floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(at: datetime) -> datetime:
+    floor = _floor_hour(at)
+    return floor if floor == at else floor + HOUR

@@ -102,6 +102,7 @@ def rollback(client: ClickHouse, ctx: MigrationContext, to: int) -> list[str]:
 RETAINED_TABLES = {
     "activity_log": "started_at",
     "alerts": "fired_at",
+    "endpoint_rollups": "hour",  # what the raw log holds, by the hour
 }
 
 

@@ -129,6 +129,12 @@ def create_stream_app(
         if dropped:
             log.info("sink_batch_dropped_on_revocation", messages=dropped)
 
+    @app.on_partitions_assigned.connect
+    async def trust_no_stale_ids(sender: Any, /, *args: Any, signal: Any, **kw: Any) -> None:
+        # A partition taken over from a worker that died after its insert comes again:
+        # the ids that worker wrote must be in the filter before its records are.
+        sink.partitions_assigned()
+
     # CrashingSupervisor: should the agent die anyway, the worker stops (exit code
     # non-zero, for `up` or a supervisor to restart). Faust's default restarts the
     # agent in place, past the records it had taken and not acked: they were

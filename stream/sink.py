@@ -198,9 +198,7 @@ class UsageSink:
         maybe = seen.may_contain(events.column("project_id"), events.column("event_id"))
         if maybe.any():  # only what the filter cannot rule out is looked up
             stored = await self._retry(self.writer.existing, events.filter(pa.array(maybe)))
-            if stored.num_rows:
-                known = pc.is_in(identity_keys(events), value_set=identity_keys(stored))
-                events = events.filter(pc.invert(known))
+            events = _without(events, stored)
         DUPLICATES_DROPPED.inc(total - events.num_rows)
         return events
 
@@ -215,10 +213,26 @@ class UsageSink:
 
     async def persist(self, fresh: pa.Table, changed: list[WindowState]) -> None:
         """The rows, then the windows they changed."""
-        await self._retry(self.writer.write, fresh)
+        await self._retry_async("activity log insert", self._insert_once(fresh))
         if self._ids is not None:  # else it is loaded from the log, these rows included
             self._ids.add(fresh.column("project_id"), fresh.column("event_id"))
         await self._retry(self.rollups.write, changed)
+
+    def _insert_once(self, fresh: pa.Table) -> Callable[[], Awaitable[int]]:
+        """An insert of `fresh` to retry: an attempt after a failed one first drops the
+        rows the failure may have written all the same (a timeout after the server took
+        them). The log would fold them, but the endpoint rollup's view (migration 0008)
+        would count them twice: chDB 26.9 feeds a view the block that the log's own
+        insert deduplication skipped."""
+        attempts = 0
+
+        def insert() -> int:
+            nonlocal attempts
+            attempts += 1
+            rows = fresh if attempts == 1 else _without(fresh, self.writer.existing(fresh))
+            return self.writer.write(rows)
+
+        return lambda: asyncio.to_thread(insert)
 
     async def dead_letter(self, decoded: DecodedBatch) -> None:
         for dead in decoded.dead_letters:
@@ -243,6 +257,15 @@ class UsageSink:
             strict=True,
         ):  # fmt: skip
             self.pass_metrics.observe(project_id, pass_id, requested, errors, now)
+
+    def partitions_assigned(self) -> None:
+        """Partitions moved here: with other workers writing, top the id filter up before
+        the next batch. Their previous owner may have inserted rows and died before its
+        commit; the filter would not know those ids until its next top-up, the rows
+        would be inserted again, and the endpoint rollup's view (migration 0008) count
+        them twice (the log folds them)."""
+        if self.policy.id_refresh_seconds is not None:
+            self._ids_refreshed = float("-inf")
 
     async def _seen_ids(self) -> EventIdFilter:
         """The filter of every identity in the log: built at the first batch (and
@@ -334,3 +357,11 @@ class UsageSink:
                 self.health.report("sink", None)
                 log.info("sink_recovered", what=what, attempts=attempt)
             return result
+
+
+def _without(events: pa.Table, stored: pa.Table) -> pa.Table:
+    """`events` but those whose identity is among `stored`'s (ActivityLogWriter.existing)."""
+    if not stored.num_rows:
+        return events
+    known = pc.is_in(identity_keys(events), value_set=identity_keys(stored))
+    return events.filter(pc.invert(known))

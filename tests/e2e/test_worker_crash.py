@@ -31,7 +31,9 @@ def test_events_appear_exactly_once_after_a_kill_between_insert_and_commit(
         raw_event(
             project_id=PROJECT,
             pass_id=pass_id,
-            started_at=(now - timedelta(milliseconds=i)).isoformat(),
+            # over five and a half hours: the endpoint breakdown reads the whole ones
+            # from its hourly rollup, the edges from the raw log
+            started_at=(now - timedelta(seconds=20 * i)).isoformat(),
         )
         for i in range(1000)
     ]
@@ -77,6 +79,11 @@ def test_events_appear_exactly_once_after_a_kill_between_insert_and_commit(
                     f"/v1/projects/{PROJECT}/passes/{pass_id}/usage", params={"range": rng}
                 ).json()["metrics"]
                 assert metrics["total_requests"] == 1000, rng
+            breakdown = http.get(
+                f"/v1/projects/{PROJECT}/passes/{pass_id}/endpoints", params={"range": "24h"}
+            ).json()
+            assert sum(item["total_requests"] for item in breakdown["items"]) == 1000
+            assert sum(breakdown["status_codes"]["classes"].values()) == 1000
         assert sorted(ids) == sorted(e["event_id"] for e in events)
     finally:
         second.stop()

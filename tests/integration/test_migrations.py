@@ -121,3 +121,38 @@ def test_the_coarser_tiers_are_filled_from_the_minutes_held_at_the_upgrade(
     assert loaded[day].aggregate.total_requests == 80
     assert loaded[day].aggregate.sketch.bins == {100: 28, 101: 26, 102: 26}
     assert loaded[day].aggregate.endpoint_counts == {"/v1/items": 80}
+
+
+def test_the_rollup_is_filled_from_the_raw_log_held_at_the_upgrade(
+    empty_db: Any,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sentinel_usage.analytics.writer import ActivityLogWriter
+    from sentinel_usage.core.events import EventValidator
+    from tests.factories import raw_event
+
+    project = "proj-upgrade"
+
+    migrate(empty_db, MigrationContext())
+    rollback(empty_db, MigrationContext(), to=7)  # as before the rollup
+    now = datetime.now(UTC)
+    validator = EventValidator()
+    events = [
+        validator.validate(
+            raw_event(
+                project_id=project,
+                pass_id="SP-UPGRADE",
+                started_at=(now - timedelta(minutes=7 * i)).isoformat(),
+                status_code=500 if i % 10 == 0 else 200,
+            )
+        )
+        for i in range(100)
+    ]
+    ActivityLogWriter(empty_db).write(events)
+    ActivityLogWriter(empty_db).write(events)  # a copy the log folds at merges
+    migrate(empty_db, MigrationContext())
+    ((requests, errors),) = empty_db.unscoped_rows(
+        "SELECT sum(requests), sum(errors) FROM endpoint_rollups", what="test"
+    )
+    assert (requests, errors) == (100, 10)
