@@ -256,6 +256,8 @@ class GatewayProducer:
                 await asyncio.wait_for(asyncio.shield(self._sender), flush_seconds)
             except TimeoutError:
                 log.warning("gateway_producer_flush_timeout", left=self.buffered)
+            except Exception as exc:  # noqa: BLE001 - a stop must go on: logged, not raised
+                log.error("gateway_producer_sender_failed", error=repr(exc), left=self.buffered)
             await cancel_and_wait(self._sender)
         if self._producer is not None:
             await self._producer.stop()
