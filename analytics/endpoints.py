@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.core.aggregate import REQUEST_TYPES
 from sentinel_usage.core.sketch import KEYS_PER_DOUBLING, MIN_INDEXABLE_MS, LatencySketch
+from sentinel_usage.core.windows import window_ceil, window_start
 
 # log2(v) * KEYS_PER_DOUBLING, the sketch's key, as ClickHouse computes it. Its log may
 # differ from C's by an ulp at a bucket's very boundary: a value then lands in the next
@@ -83,7 +84,7 @@ class EndpointQuery:
         offset: int,
     ) -> EndpointPage:
         """The pass's endpoints with requests in [start, end), most requested first."""
-        first, last = _ceil_hour(start), _floor_hour(end)
+        first, last = window_ceil(start, HOUR), window_start(end, HOUR)
         if first < last:  # whole hours from the rollup, the edges from the log
             rows = self._raw(scope, pass_id, start, first) + self._raw(scope, pass_id, last, end)
             rows += self._clickhouse.select(
@@ -145,12 +146,3 @@ def _page(rows: list[tuple[Any, ...]], limit: int, offset: int) -> EndpointPage:
         )
     ranked = sorted(merged.values(), key=lambda e: (-e.total_requests, e.endpoint))
     return EndpointPage(ranked[offset : offset + limit], len(ranked), dict(codes))
-
-
-def _floor_hour(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _ceil_hour(at: datetime) -> datetime:
-    floor = _floor_hour(at)
-    return floor if floor == at else floor + HOUR

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from sentinel_usage.core.windows import EPOCH, RollupTier, window_start
+from sentinel_usage.core.windows import EPOCH, RollupTier, window_ceil, window_start
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def _cover(start: datetime, end: datetime, tiers: Sequence[RollupTier], now: dat
         result.uncovered.append(Span(start, end))
         return
     tier, finer = tiers[0], tiers[1:]
-    first = max(_ceil(start, tier.size), tier.held_from(now))
+    first = max(window_ceil(start, tier.size), tier.held_from(now))
     last = window_start(end, tier.size)
     if first >= last:
         _cover(start, end, finer, now, result)
@@ -79,11 +79,6 @@ def _cover(start: datetime, end: datetime, tiers: Sequence[RollupTier], now: dat
     result.spans.setdefault(tier, []).append(Span(first, last))
     _cover(start, first, finer, now, result)
     _cover(last, end, finer, now, result)
-
-
-def _ceil(at: datetime, size: timedelta) -> datetime:
-    start = window_start(at, size)
-    return start if start == at else start + size
 
 
 def _joined(spans: list[Span]) -> list[Span]:

@@ -15,6 +15,12 @@ def window_start(at: datetime, size: timedelta) -> datetime:
     return EPOCH + timedelta(milliseconds=millis - millis % step)
 
 
+def window_ceil(at: datetime, size: timedelta) -> datetime:
+    """The first window boundary at or after `at` (`at` itself when it is one)."""
+    start = window_start(at, size)
+    return start if start == at else start + size
+
+
 def validate_window_size(seconds: int) -> int:
     """Windows must tile every hour of every time zone (offsets are multiples of 15 min)."""
     if seconds <= 0 or 900 % seconds:
