@@ -355,3 +355,11 @@ class WindowKey(NamedTuple):
         if self.window_seconds >= QUARTER_HOUR:
             key += f"\x1f{self.window_seconds}"
         return key.encode()
+
+    @staticmethod
+    def end_millis(encoded: bytes, finest_seconds: int) -> int:
+        """When the window of an `encode`d key ends (Unix ms), read from the key alone (a
+        key without a size is the finest tier's, of `finest_seconds`)."""
+        fields = encoded.split(b"\x1f")
+        seconds = int(fields[3]) if len(fields) > 3 else finest_seconds
+        return int(fields[2]) + seconds * 1000

@@ -32,3 +32,6 @@ class TableWindowStore:
 
     def values(self) -> Iterable[bytes]:
         return [bytes(v) for v in self._table.data.values()]
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        return [(bytes(k), bytes(v)) for k, v in self._table.data.items()]

@@ -32,6 +32,9 @@ class InMemoryWindowStore:
     def values(self) -> Iterable[bytes]:
         return [value for value, _ in self.data.values()]
 
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        return [(key, value) for key, (value, _) in self.data.items()]
+
 
 def assigned(windows: UsageWindows, items: Sequence[tuple[UsageEvent, SourceRecord]]) -> Assigned:
     """(event, record) pairs as the sink hands them to `apply`."""

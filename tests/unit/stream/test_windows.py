@@ -102,3 +102,12 @@ def test_a_window_of_the_finest_tier_keeps_its_store_key_and_the_others_are_apar
     assert len(keys) == 3
     # the form a changelog written before the tiers holds
     assert WindowKey("p", "SP-1", start, 60).encode() == b"p\x1fSP-1\x1f1795478400000"
+
+
+def test_a_store_key_tells_when_its_window_ends_for_every_tier() -> None:
+    """Eviction reads a window's end from its key, decoding only the windows it evicts."""
+    start = datetime(2026, 11, 24, 11, 15, tzinfo=UTC)
+    for seconds in (60, 900, 86_400):
+        key = WindowKey("proj-1", "SP-1", start, seconds)
+        end = start + timedelta(seconds=seconds)
+        assert WindowKey.end_millis(key.encode(), 60) == end.timestamp() * 1000
