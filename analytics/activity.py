@@ -16,7 +16,7 @@ from sentinel_usage.analytics.scope import ProjectScope, ScopedQuery
 from sentinel_usage.core.columns import EVENT_SCHEMA, NULLABLE_TEXT
 from sentinel_usage.core.errors import SentinelError
 from sentinel_usage.core.events import IDENTIFIER_FIELDS
-from sentinel_usage.core.windows import EPOCH
+from sentinel_usage.core.windows import EPOCH, unix_millis
 
 # A row of a pass's log: the event without the identifiers the caller asked by.
 ROW_COLUMNS: Final = tuple(
@@ -86,11 +86,11 @@ class Cursor:
     snapshot: datetime | None = None
 
     def encode(self) -> str:
-        position = f"{_millis(self.started_at)}.{self.event_id.hex}"
+        position = f"{unix_millis(self.started_at)}.{self.event_id.hex}"
         if self.order == "desc":
             return f"d.{position}"
         assert self.snapshot is not None, "an export cursor carries its snapshot"
-        return f"a.{position}.{_millis(self.snapshot)}"
+        return f"a.{position}.{unix_millis(self.snapshot)}"
 
     @classmethod
     def decode(cls, text: str, order: Order) -> Cursor:
@@ -257,7 +257,3 @@ _STORABLE_RANGE: Final = (
 def _storable(at: datetime) -> datetime:
     low, high = _STORABLE_RANGE
     return min(max(at, low), high)
-
-
-def _millis(at: datetime) -> int:
-    return (at - EPOCH) // timedelta(milliseconds=1)

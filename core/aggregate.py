@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from sentinel_usage.core.columns import events_table
 from sentinel_usage.core.events import UsageEvent
 from sentinel_usage.core.sketch import ZERO_KEY, LatencySketch, sketch_keys
-from sentinel_usage.core.windows import EPOCH, QUARTER_HOUR
+from sentinel_usage.core.windows import EPOCH, QUARTER_HOUR, unix_millis
 
 # What a request is, everywhere (the sink's per-pass metrics and alerts too).
 REQUEST_TYPES: Final = frozenset({"api_request", "error"})
@@ -135,7 +135,7 @@ class UsageAggregate:
             # (key, count) pairs: orjson writes and reads them without a Python loop
             "sb": list(self.sketch.bins.items()),
             "ep": self.endpoint_counts,
-            "le": _millis(self.last_event_at) if self.last_event_at else None,
+            "le": unix_millis(self.last_event_at) if self.last_event_at else None,
         }
 
     @classmethod
@@ -161,10 +161,6 @@ def _bins(stored: list[list[int]] | dict[str, int]) -> Iterable[tuple[int, int]]
     if isinstance(stored, dict):
         return [(int(k), v) for k, v in stored.items()]
     return stored  # type: ignore[return-value]
-
-
-def _millis(at: datetime) -> int:
-    return (at - EPOCH) // timedelta(milliseconds=1)
 
 
 class _GroupCounts(NamedTuple):
@@ -317,7 +313,7 @@ class WindowState:
             {
                 "p": self.project_id,
                 "s": self.pass_id,
-                "w": _millis(self.window_start),
+                "w": unix_millis(self.window_start),
                 "n": self.window_seconds,
                 "a": self.aggregate.to_state(),
                 "sp": self.source_partition,
@@ -351,7 +347,7 @@ class WindowKey(NamedTuple):
         """The window's key in the worker's store. The finest tier's keys (any window
         shorter than a quarter of an hour) keep the form they had before the coarser
         tiers existed, so that a changelog written then is still read as the same keys."""
-        key = f"{self.project_id}\x1f{self.pass_id}\x1f{_millis(self.window_start)}"
+        key = f"{self.project_id}\x1f{self.pass_id}\x1f{unix_millis(self.window_start)}"
         if self.window_seconds >= QUARTER_HOUR:
             key += f"\x1f{self.window_seconds}"
         return key.encode()

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import orjson
 
-from sentinel_usage.core.windows import EPOCH
+from sentinel_usage.core.windows import EPOCH, unix_millis
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -156,7 +156,7 @@ class PassAlertState:
 
 
 def _ms(at: datetime | None) -> int | None:
-    return None if at is None else (at - EPOCH) // timedelta(milliseconds=1)
+    return None if at is None else unix_millis(at)
 
 
 def _from_ms(value: int | None) -> datetime | None:

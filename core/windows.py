@@ -8,10 +8,15 @@ from datetime import UTC, datetime, timedelta
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def unix_millis(at: datetime) -> int:
+    """`at` (timezone-aware) in whole milliseconds since the Unix epoch."""
+    return (at - EPOCH) // timedelta(milliseconds=1)
+
+
 def window_start(at: datetime, size: timedelta) -> datetime:
     """Start of the tumbling window of `size` (aligned to the Unix epoch) holding `at`."""
     step = int(size.total_seconds() * 1000)
-    millis = int((at - EPOCH) / timedelta(milliseconds=1))
+    millis = unix_millis(at)
     return EPOCH + timedelta(milliseconds=millis - millis % step)
 
 

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from sentinel_usage.core.aggregate import RowFeatures, WindowKey, WindowState, add_rows
 from sentinel_usage.core.columns import KEY_SEPARATOR, row_keys
-from sentinel_usage.core.windows import DAY, EPOCH, QUARTER_HOUR
+from sentinel_usage.core.windows import DAY, EPOCH, QUARTER_HOUR, unix_millis
 
 
 class WindowStore(Protocol):
@@ -111,7 +111,7 @@ class UsageWindows:
         """Windows that ended more than the resident horizon before `now`. Told by their
         keys: only those are decoded (decoding every resident window, sketch and all,
         was most of an eviction pass's stall of the stream)."""
-        horizon = (now - self._policy.resident - EPOCH) // timedelta(milliseconds=1)
+        horizon = unix_millis(now - self._policy.resident)
         finest = int(self._policy.size.total_seconds())
         return [
             WindowState.from_bytes(value)
