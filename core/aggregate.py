@@ -353,9 +353,9 @@ class WindowKey(NamedTuple):
         return key.encode()
 
     @staticmethod
-    def end_millis(encoded: bytes, finest_seconds: int) -> int:
-        """When the window of an `encode`d key ends (Unix ms), read from the key alone (a
-        key without a size is the finest tier's, of `finest_seconds`)."""
+    def span_millis(encoded: bytes, finest_seconds: int) -> tuple[int, int]:
+        """The window of an `encode`d key as (start in Unix ms, length in seconds), read
+        from the key alone (a key without a size is the finest tier's, of
+        `finest_seconds`): the store is searched by time without decoding its values."""
         fields = encoded.split(b"\x1f")
-        seconds = int(fields[3]) if len(fields) > 3 else finest_seconds
-        return int(fields[2]) + seconds * 1000
+        return int(fields[2]), int(fields[3]) if len(fields) > 3 else finest_seconds

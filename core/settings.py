@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     window_retention_days: int = Field(3, ge=2, le=3650, description="rollups of one window")
     quarter_hour_retention_days: int = Field(90, ge=1, le=3650, description="15-minute rollups")
     day_retention_days: int = Field(400, ge=1, le=3650, description="daily (UTC) rollups")
-    window_evict_every_seconds: float = Field(30.0, gt=0)
+    window_evict_every_seconds: float = Field(5.0, gt=0)
 
     alert_error_rate_threshold: float = Field(0.05, gt=0, lt=1)
     alert_min_requests: int = Field(20, ge=1)

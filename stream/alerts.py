@@ -44,10 +44,10 @@ class ErrorRateEvaluator:
         first = current - (self.rule.window - self.window_size)
         totals: dict[PassKey, tuple[int, int]] = {}
         partitions: dict[PassKey, int] = {}
-        for window in self.windows.resident(self.window_size // timedelta(seconds=1)):
+        for window in self.windows.resident(self.window_size // timedelta(seconds=1), first):
             key = (window.project_id, window.pass_id)
             partitions[key] = window.source_partition
-            if first <= window.window_start <= current:
+            if window.window_start <= current:
                 requests, errors = totals.get(key, (0, 0))
                 totals[key] = (
                     requests + window.aggregate.total_requests,

@@ -92,7 +92,7 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class SinkPolicy:
     retry: RetryPolicy = RetryPolicy()
-    evict_every_seconds: float = 30.0
+    evict_every_seconds: float = 5.0
     # With other workers writing to the same log (production), how often ids they
     # wrote are added to this worker's filter; None when it is the only writer.
     id_refresh_seconds: float | None = 30.0
@@ -117,7 +117,7 @@ class UsageSink:
     _ids: EventIdFilter | None = field(default=None, init=False)
     _ids_refreshed: float = field(default=0.0, init=False)
     _ids_loaded_from: datetime = field(default=datetime.min.replace(tzinfo=UTC), init=False)
-    _started: bool = field(default=False, init=False)
+    _recovered: bool = field(default=False, init=False)
     _last_eviction: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -161,7 +161,7 @@ class UsageSink:
         changed = await self.window(fresh)
         await self.persist(fresh, changed)
         await self.dead_letter(decoded)
-        await self._maybe_evict()
+        self._maybe_evict()
         self._observe(fresh)
         EVENTS_WRITTEN.inc(fresh.num_rows)
         WINDOWS_WRITTEN.inc(len(changed))
@@ -172,10 +172,12 @@ class UsageSink:
 
     async def recover_once(self) -> None:
         """Windows recovered from the changelog may not have reached the rollups before
-        a crash: at the first batch, write them all once."""
-        if not self._started:
+        a crash: at the first batch after partitions were assigned (Faust has recovered
+        their windows by then), write them all once. Eviction relies on it: it drops a
+        window without writing it."""
+        if not self._recovered:
             await self._retry(self.rollups.write, self.windows.resident())
-            self._started = True
+            self._recovered = True
 
     async def decode(self, records: Sequence[SourceRecord]) -> DecodedBatch:
         # Decoding is most of the CPU of a batch and touches no shared state: in a
@@ -259,11 +261,14 @@ class UsageSink:
             self.pass_metrics.observe(project_id, pass_id, requested, errors, now)
 
     def partitions_assigned(self) -> None:
-        """Partitions moved here: with other workers writing, top the id filter up before
-        the next batch. Their previous owner may have inserted rows and died before its
-        commit; the filter would not know those ids until its next top-up, the rows
-        would be inserted again, and the endpoint rollup's view (migration 0008) count
-        them twice (the log folds them)."""
+        """Partitions moved here: their recovered windows are written at the next batch
+        (`recover_once`), and, with other workers writing, the id filter is topped up
+        before it. Their previous owner may have changed windows and died before writing
+        them to the rollups; or inserted rows and died before its commit: the filter
+        would not know those ids until its next top-up, the rows would be inserted
+        again, and the endpoint rollup's view (migration 0008) count them twice (the
+        log folds them)."""
+        self._recovered = False
         if self.policy.id_refresh_seconds is not None:
             self._ids_refreshed = float("-inf")
 
@@ -321,16 +326,17 @@ class UsageSink:
             errors=dead.errors,
         )
 
-    async def _maybe_evict(self) -> None:
+    def _maybe_evict(self) -> None:
+        """Drop the windows past the resident horizon from the store. Their tombstones go
+        with the next batch's changelog flush: one lost in a crash leaves the window in
+        the store, and it is evicted again."""
         now = time.monotonic()
         if now - self._last_eviction < self.policy.evict_every_seconds:
             return
         self._last_eviction = now
         old: list[WindowState] = self.windows.evictable(self.clock.now())
         if old:
-            await self._retry(self.rollups.write, old)
             self.windows.evict(old)
-            await self._retry_async("changelog flush", self.flush_changelog)
             log.info("windows_evicted", count=len(old))
 
     async def _retry(self, call: Callable[..., T], *args: object) -> T:

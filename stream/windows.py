@@ -15,7 +15,7 @@ activity log (see sink.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
@@ -108,28 +108,40 @@ class UsageWindows:
         return [states[g] for g in _add(rows.subset(new), tier.ids[new], states).tolist()]
 
     def evictable(self, now: datetime) -> list[WindowState]:
-        """Windows that ended more than the resident horizon before `now`. Told by their
-        keys: only those are decoded (decoding every resident window, sketch and all,
-        was most of an eviction pass's stall of the stream)."""
+        """Windows that ended more than the resident horizon before `now`."""
         horizon = unix_millis(now - self._policy.resident)
+        return self._select(lambda start, seconds: start + seconds * 1000 < horizon)
+
+    def evict(self, states: Sequence[WindowState]) -> None:
+        """Drop `states` from the store. Their rollups need no write: every window in
+        the store is in the rollups as it is (the sink writes what a batch changed, and
+        what the store recovered, before it acks), so one evicted is reloaded whole."""
+        for state in states:
+            self._store.delete(state.key.encode(), state.source_partition)
+
+    def resident(
+        self, window_seconds: int | None = None, starting_from: datetime | None = None
+    ) -> list[WindowState]:
+        """The windows in the store (only those of `window_seconds`, if given, and only
+        those starting at or after `starting_from`)."""
+        first = None if starting_from is None else unix_millis(starting_from)
+        return self._select(
+            lambda start, seconds: (
+                (first is None or start >= first)
+                and (window_seconds is None or seconds == window_seconds)
+            )
+        )
+
+    def _select(self, chosen: Callable[[int, int], bool]) -> list[WindowState]:
+        """The stored windows whose (start in Unix ms, seconds) is `chosen`, told by their
+        keys: only those are decoded (decoding every resident window, sketch and all,
+        was most of an eviction's or an alert round's stall of the stream)."""
         finest = int(self._policy.size.total_seconds())
         return [
             WindowState.from_bytes(value)
             for key, value in self._store.items()
-            if WindowKey.end_millis(key, finest) < horizon
+            if chosen(*WindowKey.span_millis(key, finest))
         ]
-
-    def evict(self, states: Sequence[WindowState]) -> None:
-        """Drop `states` from the store (write them to the rollups first)."""
-        for state in states:
-            self._store.delete(state.key.encode(), state.source_partition)
-
-    def resident(self, window_seconds: int | None = None) -> list[WindowState]:
-        """The windows in the store (only those of `window_seconds`, if given)."""
-        states = [WindowState.from_bytes(v) for v in self._store.values()]
-        if window_seconds is None:
-            return states
-        return [s for s in states if s.window_seconds == window_seconds]
 
     def _state(self, key: WindowKey, loaded: dict[WindowKey, WindowState]) -> WindowState:
         stored = self._store.get(key.encode())

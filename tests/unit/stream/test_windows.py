@@ -104,10 +104,23 @@ def test_a_window_of_the_finest_tier_keeps_its_store_key_and_the_others_are_apar
     assert WindowKey("p", "SP-1", start, 60).encode() == b"p\x1fSP-1\x1f1795478400000"
 
 
-def test_a_store_key_tells_when_its_window_ends_for_every_tier() -> None:
-    """Eviction reads a window's end from its key, decoding only the windows it evicts."""
+def test_a_store_key_tells_its_window_for_every_tier() -> None:
+    """Eviction and the alerts find windows by their keys, decoding only those they take."""
     start = datetime(2026, 11, 24, 11, 15, tzinfo=UTC)
     for seconds in (60, 900, 86_400):
         key = WindowKey("proj-1", "SP-1", start, seconds)
-        end = start + timedelta(seconds=seconds)
-        assert WindowKey.end_millis(key.encode(), 60) == end.timestamp() * 1000
+        assert WindowKey.span_millis(key.encode(), 60) == (start.timestamp() * 1000, seconds)
+
+
+def test_resident_windows_are_chosen_by_tier_and_start() -> None:
+    windows = UsageWindows(InMemoryWindowStore(), WindowPolicy(coarser=(900,)))
+    windows.apply(
+        assigned(windows, [at(1, NOW - timedelta(minutes=40)), at(2, NOW - timedelta(minutes=5))]),
+        {},
+    )
+    since = NOW - timedelta(minutes=20)  # 11:40:30: the quarter from 11:45 is in
+    assert [s.window_start for s in windows.resident(60, since)] == [
+        datetime(2026, 11, 24, 11, 55, tzinfo=UTC)
+    ]
+    assert sorted(s.window_seconds for s in windows.resident(starting_from=since)) == [60, 900]
+    assert len(windows.resident()) == 4
