@@ -4,7 +4,6 @@ publishing (ClickHouse, the alerts topic, Alertmanager)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import faust
@@ -24,7 +23,7 @@ from sentinel_usage.stream import alertmanager
 from sentinel_usage.stream.alertmanager import AlertmanagerNotifier
 from sentinel_usage.stream.alerts import ErrorRateEvaluator
 from sentinel_usage.stream.metrics import PassMetrics
-from sentinel_usage.stream.table_store import TableWindowStore
+from sentinel_usage.stream.table_store import ChangelogBatches, TableWindowStore
 from sentinel_usage.stream.windows import UsageWindows
 
 log = structlog.get_logger(__name__)
@@ -41,7 +40,7 @@ def add_alerting(
     clickhouse: ClickHouse,
     windows: UsageWindows,
     pass_metrics: PassMetrics,
-    flush_changelog: Callable[[], Awaitable[None]],
+    changelog: ChangelogBatches,
 ) -> None:
     """The error-rate evaluation, every `alert_every_seconds`, on every worker (each
     evaluates the passes of its own partitions)."""
@@ -78,9 +77,9 @@ def add_alerting(
         rule,
         windows,
         timedelta(seconds=settings.window_seconds),
-        TableWindowStore(alert_table),
+        TableWindowStore(alert_table, changelog),
         publish,
-        flush_changelog,
+        changelog.flush,
     )
     started = False
 

@@ -6,7 +6,7 @@ and the stall guard (positions.py), the alerts (alerting.py), running a worker
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
@@ -32,7 +32,7 @@ from sentinel_usage.stream.positions import (
     update_lag,
 )
 from sentinel_usage.stream.sink import SinkPolicy, UsageSink
-from sentinel_usage.stream.table_store import TableWindowStore
+from sentinel_usage.stream.table_store import ChangelogBatches, TableWindowStore
 from sentinel_usage.stream.windows import UsageWindows, WindowPolicy
 
 log = structlog.get_logger(__name__)
@@ -85,14 +85,14 @@ def create_stream_app(
         value_type=bytes,  # the app's serializers are "raw": the bytes are ours
         partitions=settings.events_topic_partitions,
     )
+    # aiokafka's producer, which Faust's transport starts with the app (its ProducerT
+    # type does not declare it)
+    changelog = ChangelogBatches(lambda: cast(Any, app.producer)._ensure_producer())
     windows = UsageWindows(
-        TableWindowStore(windows_table),
+        TableWindowStore(windows_table, changelog),
         window_policy(settings),
         epoch=settings.broker_epoch,
     )
-
-    async def flush_changelog() -> None:
-        await app.producer.flush()
 
     pass_metrics = PassMetrics(
         idle=timedelta(minutes=settings.metrics_pass_idle_minutes),
@@ -103,7 +103,7 @@ def create_stream_app(
         RollupStore(clickhouse, settings.rollup_tiers),
         windows,
         send_dead_letter,
-        flush_changelog,
+        changelog.flush,
         validator,
         SinkPolicy(
             evict_every_seconds=settings.window_evict_every_seconds,
@@ -115,7 +115,7 @@ def create_stream_app(
         ),
         pass_metrics=pass_metrics,
     )
-    add_alerting(app, settings, clickhouse, windows, pass_metrics, flush_changelog)
+    add_alerting(app, settings, clickhouse, windows, pass_metrics, changelog)
 
     batcher = SinkBatcher(settings.sink_batch_max_messages, settings.sink_batch_bytes)
     progress = SinkProgress()
