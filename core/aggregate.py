@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from sentinel_usage.core.columns import events_table
 from sentinel_usage.core.events import UsageEvent
+from sentinel_usage.core.kept import dumps_kept
 from sentinel_usage.core.sketch import ZERO_KEY, LatencySketch, sketch_keys
 from sentinel_usage.core.windows import EPOCH, QUARTER_HOUR, unix_millis
 
@@ -309,7 +310,7 @@ class WindowState:
         return WindowKey(self.project_id, self.pass_id, self.window_start, self.window_seconds)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
+        return dumps_kept(
             {
                 "p": self.project_id,
                 "s": self.pass_id,

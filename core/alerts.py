@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import orjson
 
+from sentinel_usage.core.kept import dumps_kept
 from sentinel_usage.core.windows import EPOCH, unix_millis
 
 AlertStatus = Literal["firing", "resolved"]
@@ -129,7 +130,7 @@ class PassAlertState:
         )
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
+        return dumps_kept(
             {
                 "p": self.project_id,
                 "s": self.pass_id,
