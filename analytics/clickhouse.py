@@ -78,12 +78,19 @@ class ClickHouse:
             return self._client.query_arrow(sql, parameters=parameters)
 
     @contextmanager
-    def arrow_blocks(
+    def column_blocks(
         self, sql: str, parameters: Mapping[str, Any], *, what: str
-    ) -> Iterator[Iterator[pa.RecordBatch]]:
-        """The result in Arrow record batches as ClickHouse sends them (bounded memory)."""
-        with storage_call(what), self._client.query_arrow_stream(sql, parameters=parameters) as s:
-            yield s
+    ) -> Iterator[Iterator[Sequence[Sequence[Any]]]]:
+        """The result block by block as ClickHouse sends it, each a list of columns
+        (bounded memory). In the Native format: clickhouse-connect's chDB backend
+        streams only formats without a global header, and reads an Arrow "stream"
+        whole (measured: 1.5 million ids raised the worker's peak memory by ~300 MB
+        this way, by ~15 MB block by block)."""
+        with (
+            storage_call(what),
+            self._client.query_column_block_stream(sql, parameters=parameters) as blocks,
+        ):
+            yield blocks
 
     def command(
         self,

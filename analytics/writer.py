@@ -79,13 +79,13 @@ class ActivityLogWriter:
         """Every identity the log holds (ingested since `since`), in blocks, to fill
         an EventIdFilter."""
         where = "" if since is None else "WHERE ingested_at >= {since:DateTime64(3, 'UTC')}"
-        with self._clickhouse.arrow_blocks(
+        with self._clickhouse.column_blocks(
             f"SELECT project_id, toString(event_id) AS event_id FROM activity_log {where}",
             {"since": since},
             what="activity log identities",
         ) as blocks:
             for block in blocks:
-                yield pa.Table.from_batches([block]).cast(_IDENTITY_SCHEMA)
+                yield pa.table(list(block), schema=_IDENTITY_SCHEMA)
 
     def count(self) -> int:
         """Rows in the log (before merges fold repeats: an upper bound)."""
