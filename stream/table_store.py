@@ -28,6 +28,9 @@ class ChangelogBatches:
     def __init__(self, producer: Callable[[], AIOKafkaProducer]) -> None:
         self._producer = producer  # the started producer (the worker's: Faust's own)
         self._pending: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        # The sink and the alert round flush from their own tasks: one flush at a time
+        # keeps a key's records in the order they were added.
+        self._flushing = asyncio.Lock()
 
     @property
     def pending(self) -> int:
@@ -40,6 +43,10 @@ class ChangelogBatches:
     async def flush(self) -> None:
         """Send every pending record; return when the broker has acknowledged them all.
         Raises aiokafka's KafkaError when it did not (the records stay pending)."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         sending, self._pending = self._pending, {}
         try:
             acks = [
