@@ -129,3 +129,25 @@ async def test_dead_letter_sends_each_with_its_source(clickhouse: ClickHouse) ->
         (4, "invalid event"),
         (9, "not valid JSON"),
     ]
+
+
+async def test_recover_once_writes_the_recovered_windows_after_each_assignment(
+    clickhouse: ClickHouse,
+) -> None:
+    """A previous owner may have flushed a window and died before its rollup write; the
+    store recovers it with a partition. Eviction drops windows without writing them, so
+    this write is what puts such a window in the rollups."""
+    steps = Steps(clickhouse)
+    await steps.sink.recover_once()  # the first batch's: nothing recovered yet
+    pass_id = new_pass()
+    decoded = await steps.sink.decode([envelope(7, [raw_event(pass_id=pass_id)])])
+    changed = await steps.sink.window(decoded.table)  # in the store, not in the rollups
+    keys = [state.key for state in changed]
+    await steps.sink.recover_once()
+    assert RollupStore(clickhouse).load(keys) == {}  # no assignment since: no write
+
+    steps.sink.partitions_assigned()
+    await steps.sink.recover_once()
+    stored = RollupStore(clickhouse).load(keys)
+    assert {state.aggregate.total_requests for state in stored.values()} == {1}
+    assert len(stored) == 3
