@@ -130,9 +130,10 @@ def create_stream_app(
             log.info("sink_batch_dropped_on_revocation", messages=dropped)
 
     @app.on_partitions_assigned.connect
-    async def trust_no_stale_ids(sender: Any, /, *args: Any, signal: Any, **kw: Any) -> None:
-        # A partition taken over from a worker that died after its insert comes again:
-        # the ids that worker wrote must be in the filter before its records are.
+    async def take_over(sender: Any, /, *args: Any, signal: Any, **kw: Any) -> None:
+        # A partition taken over from a worker that died mid-batch: the windows it
+        # flushed are written to the rollups, and the ids it wrote are in the filter,
+        # before its records come again (UsageSink.partitions_assigned).
         sink.partitions_assigned()
 
     # CrashingSupervisor: should the agent die anyway, the worker stops (exit code
