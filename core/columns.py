@@ -8,7 +8,8 @@ UUIDs, ranges, timestamps) run in Arrow's kernels. A row the vectorised checks d
 not accept (anything unusual: a missing id, a number sent as text, a date form
 other than `YYYY-MM-DDTHH:MM:SS[.f][Z|±HH:MM]`) is validated alone by the model,
 which also gives the precise error. Equivalence with the model is a property
-test (tests/unit/core/test_columns.py).
+test (tests/unit/core/test_columns.py). `validate_json_events` runs the same checks on
+events that pyarrow.json read into columns (core/wire.py), with no Python object at all.
 
 Why: per-event pydantic objects held the worker near 10k events/s (issue 6's
 profile); this path costs a few microseconds per event.
@@ -46,6 +47,7 @@ from sentinel_usage.core.events import (
     TEXT_LIMITS,
     EventValidator,
     UsageEvent,
+    ValidationPolicy,
     metadata_json,
 )
 
@@ -124,7 +126,6 @@ def validate_events(raws: Sequence[Any], validator: EventValidator) -> Validated
     if n == 0:
         return ValidatedEvents(EVENT_SCHEMA.empty_table(), [])
     policy = validator.policy
-    now = policy.clock.now()
     dicts: Sequence[Any] = raws
     fast = np.ones(n, dtype=bool)
     if not all(type(raw) is dict for raw in raws) or not set().union(*raws) <= WIRE_FIELDS:
@@ -152,21 +153,69 @@ def validate_events(raws: Sequence[Any], validator: EventValidator) -> Validated
     columns["metadata"], ok = _metadata(get("metadata", _MISSING), policy.max_metadata_depth)
     fast &= ok
 
-    checks = _checks(columns, now, policy.max_future_skew, policy.retention)
-    fast &= checks.ok
-    columns.update(
-        row=pa.array(np.arange(n, dtype=np.int64)),
-        event_id=pc.ascii_lower(columns["event_id"]),
-        started_at=checks.started_at,
-        endpoint=checks.endpoint,
-        http_method=pc.ascii_upper(columns["http_method"]),
-        success=checks.success,
-        client_ip=checks.client_ip,
-    )
-    table = pa.table([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+    table, ok = _normalised(columns, n, policy)
+    fast &= ok
     if fast.all():
         return ValidatedEvents(table, [])
     return _with_slow_rows(table.filter(pa.array(fast)), raws, np.flatnonzero(~fast), validator)
+
+
+# The events of a JSON text as pyarrow.json reads them (core/wire.py reads envelopes so):
+# each field in its column's type, but `started_at` as its text (checked and converted
+# here) and `metadata` as an object of no fields (one with fields does not read).
+JSON_EVENT: Final = pa.struct(
+    [
+        pa.field(f.name, pa.string() if f.name == "started_at" else f.type)
+        if f.name != "metadata"
+        else pa.field(f.name, pa.struct([]))
+        for f in EVENT_SCHEMA
+        if f.name != "row"
+    ]
+)
+
+
+def validate_json_events(events: pa.StructArray, policy: ValidationPolicy) -> ValidatedJson:
+    """Events as pyarrow.json read them (JSON_EVENT), checked and normalised as
+    `validate_events` does it: the EVENT_SCHEMA rows and which of them passed.
+
+    A row that did not pass is not an answer: the caller validates its JSON objects with
+    `validate_events`, which says why or accepts what the vectorised checks do not (a
+    missing id). Null metadata counts as absent (an empty object): the caller makes sure
+    that the text held no explicit null, which the model refuses."""
+    columns: dict[str, pa.Array] = {
+        f.name: events.field(f.name) for f in JSON_EVENT if f.name != "metadata"
+    }
+    n = len(events)
+    columns["metadata"] = pa.array(repeat("{}", n), pa.string())
+    table, ok = _normalised(columns, n, policy)
+    return ValidatedJson(table, ok)
+
+
+@dataclass(frozen=True)
+class ValidatedJson:
+    table: pa.Table  # EVENT_SCHEMA, every row (use only those `ok`)
+    ok: np.ndarray  # per row, whether it passed every check
+
+
+def _normalised(
+    columns: dict[str, pa.Array], n: int, policy: ValidationPolicy
+) -> tuple[pa.Table, np.ndarray]:
+    """The checked fields' columns as EVENT_SCHEMA (normalised: lower-case ids, upper-case
+    methods, UTC timestamps, endpoint templates, derived success), and per row whether
+    every check passed."""
+    checks = _checks(columns, policy.clock.now(), policy.max_future_skew, policy.retention)
+    normal = {
+        **columns,
+        "row": pa.array(np.arange(n, dtype=np.int64)),
+        "event_id": pc.ascii_lower(columns["event_id"]),
+        "started_at": checks.started_at,
+        "endpoint": checks.endpoint,
+        "http_method": pc.ascii_upper(columns["http_method"]),
+        "success": checks.success,
+        "client_ip": checks.client_ip,
+    }
+    table = pa.table([normal[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+    return table, checks.ok
 
 
 def _with_slow_rows(

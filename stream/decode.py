@@ -12,10 +12,10 @@ import orjson
 import pyarrow as pa
 import structlog
 
-from sentinel_usage.core.columns import table_events, validate_events
+from sentinel_usage.core.columns import table_events, validate_events, validate_json_events
 from sentinel_usage.core.errors import InvalidRecordError
-from sentinel_usage.core.events import EventValidator, UsageEvent
-from sentinel_usage.core.wire import WIRE_COLUMNS, decode_message
+from sentinel_usage.core.events import EventValidator, UsageEvent, ValidationPolicy
+from sentinel_usage.core.wire import WIRE_COLUMNS, decode_message, read_json_envelopes
 
 MAX_DEAD_PAYLOAD_BYTES = 64 * 1024
 
@@ -131,12 +131,15 @@ def _decode_alone(record: SourceRecord, validator: EventValidator) -> DecodedBat
 
 
 def _decode(records: list[SourceRecord], validator: EventValidator) -> DecodedBatch:
+    read, rest = _json_envelopes(records, validator.policy)
     raws: list[Any] = []
     first_raw: list[int] = []  # per decoded record, the index of its first event in raws
     decoded: list[tuple[int, SourceRecord, bool]] = []  # (position, record, is envelope)
-    columnar: list[pa.Table] = []  # validated at the ingest: taken as they are
+    # Read as columns (JSON envelopes), or validated at the ingest (columnar batches).
+    columnar: list[pa.Table] = [] if read is None else [read]
     dead: list[tuple[int, int, DeadLetter]] = []  # (record position, index, letter)
-    for position, record in enumerate(records):
+    for position in rest:
+        record = records[position]
         try:
             message = decode_message(record.value)
         except InvalidRecordError as exc:
@@ -177,6 +180,34 @@ def _decode(records: list[SourceRecord], validator: EventValidator) -> DecodedBa
         dead.append((position, index, letter))
     dead.sort(key=lambda item: item[:2])
     return DecodedBatch(table.drop_columns(["position"]), [letter for _, _, letter in dead])
+
+
+def _json_envelopes(
+    records: list[SourceRecord], policy: ValidationPolicy
+) -> tuple[pa.Table | None, list[int]]:
+    """The events of the JSON envelopes that core.wire reads as columns and whose every
+    event passes the vectorised checks (with their source columns and position); and
+    the positions of the other records, to decode one by one."""
+    read = read_json_envelopes([record.value for record in records])
+    if not read.messages:
+        return None, list(range(len(records)))
+    validated = validate_json_events(read.events, policy)
+    message = np.repeat(np.arange(len(read.messages)), read.counts)
+    taken = np.ones(len(read.messages), dtype=bool)
+    taken[message[~validated.ok | read.unsure]] = False
+    rows = taken[message]
+    positions = np.array(read.messages, dtype=np.int64)[message[rows]]
+    partitions = np.array([r.partition for r in records], dtype=np.int32)[positions]
+    offsets = np.array([r.offset for r in records], dtype=np.int64)[positions]
+    table = (
+        validated.table.filter(pa.array(rows))
+        .drop_columns(["row"])
+        .append_column("source_partition", pa.array(partitions))
+        .append_column("source_offset", pa.array(offsets))
+        .append_column("position", pa.array(positions))
+    )
+    done = set(np.array(read.messages, dtype=np.int64)[taken].tolist())
+    return table, [position for position in range(len(records)) if position not in done]
 
 
 def _with_source(columns: pa.Table, position: int, record: SourceRecord) -> pa.Table:
