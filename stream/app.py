@@ -1,10 +1,11 @@
 """The Faust application's wiring: the events topic, the windows table, the sink agent
-and its timers. The parts live apart: the batcher (batcher.py), partition positions
-and the stall guard (positions.py), the alerts (alerting.py), running a worker
-(worker.py)."""
+and its timers. The parts live apart: the batcher (batcher.py), the write pipeline
+(pipeline.py), partition positions and the stall guard (positions.py), the alerts
+(alerting.py), running a worker (worker.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, cast
 
@@ -20,10 +21,11 @@ from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.periodic import periodic
 from sentinel_usage.core.settings import Settings
 from sentinel_usage.stream.alerting import add_alerting
-from sentinel_usage.stream.batcher import SinkBatcher, buffered, source_records
+from sentinel_usage.stream.batcher import SinkBatcher, buffered
 from sentinel_usage.stream.budget import DeadLetterBudgetPolicy
 from sentinel_usage.stream.decode import DeadLetter
 from sentinel_usage.stream.metrics import PassMetrics
+from sentinel_usage.stream.pipeline import SinkPipeline
 from sentinel_usage.stream.positions import (
     STALL_SECONDS,
     SinkProgress,
@@ -146,20 +148,25 @@ def create_stream_app(
         # are in ClickHouse. take()/take_events() ack in a `finally`, which also
         # runs when the batch fails or the worker is cancelled mid-insert.
         progress.stream = stream
-        async for taken in stream.noack_take(
-            settings.sink_batch_messages, within=settings.sink_batch_seconds
-        ):
-            # Join takes only while more is already buffered: noack_take never yields an
-            # empty take, so a full take held while the stream went quiet stayed
-            # unwritten (and unacked, which also hung the stop) until the next record.
-            more = len(taken) == settings.sink_batch_messages and buffered(stream) > 0
-            batch = batcher.add(taken, more_waiting=more)
-            if batch:
-                progress.busy = True
-                await sink.process_until_done(source_records(batch))
-                for event in batch:
-                    await stream.ack(event)
-                progress.busy = False
+
+        async def ack(batch: Sequence[Any]) -> None:
+            for event in batch:
+                await stream.ack(event)
+
+        pipeline = progress.pipeline = SinkPipeline(sink, ack)
+        try:
+            async for taken in stream.noack_take(
+                settings.sink_batch_messages, within=settings.sink_batch_seconds
+            ):
+                # Join takes only while more is already buffered: noack_take never yields
+                # an empty take, so a full take held while the stream went quiet stayed
+                # unwritten (and unacked, which also hung the stop) until the next record.
+                more = len(taken) == settings.sink_batch_messages and buffered(stream) > 0
+                batch = batcher.add(taken, more_waiting=more)
+                if batch:
+                    await pipeline.submit(batch)
+        finally:
+            await pipeline.close()
 
     app.timer(interval=settings.lag_every_seconds, name="update-lag")(
         periodic("update_lag", lambda: update_lag(app))

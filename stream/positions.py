@@ -13,6 +13,7 @@ import structlog
 from sentinel_usage.core import topics
 from sentinel_usage.stream.batcher import SinkBatcher, buffered
 from sentinel_usage.stream.metrics import CONSUMER_LAG, STREAM_RESUMED
+from sentinel_usage.stream.pipeline import SinkPipeline
 
 log = structlog.get_logger(__name__)
 
@@ -22,7 +23,12 @@ class SinkProgress:
     """What the stall guard reads of the sink agent."""
 
     stream: Any = None
-    busy: bool = False
+    pipeline: SinkPipeline | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A batch is being prepared or written."""
+        return self.pipeline is not None and self.pipeline.busy
 
 
 STALL_SECONDS = 10.0

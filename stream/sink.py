@@ -35,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TypeVar
 
 import numpy as np
@@ -44,7 +45,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from sentinel_usage.analytics.rollups import RollupStore
-from sentinel_usage.analytics.writer import ActivityLogWriter, identity_keys
+from sentinel_usage.analytics.writer import IDENTITY, ActivityLogWriter, identity_keys
 from sentinel_usage.core.aggregate import WindowState, requests_mask
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import RetryLaterError
@@ -99,6 +100,21 @@ class SinkPolicy:
     dead_letter_budget: DeadLetterBudgetPolicy = field(default_factory=DeadLetterBudgetPolicy)
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedBatch:
+    """A batch decoded, deduplicated and applied to its windows: what `finish` writes."""
+
+    decoded: DecodedBatch
+    fresh: pa.Table  # the new events, to insert
+    changed: list[WindowState]  # the windows they changed, to write to the rollups
+    started: float  # time.perf_counter() when its preparation began
+
+    @cached_property
+    def identities(self) -> pa.Array:
+        """`fresh`'s identity keys (analytics.writer.identity_keys)."""
+        return identity_keys(self.fresh)
+
+
 @dataclass(eq=False)
 class UsageSink:
     """The steps of the module docstring, over injected stores, in one worker."""
@@ -119,22 +135,36 @@ class UsageSink:
     _ids_loaded_from: datetime = field(default=datetime.min.replace(tzinfo=UTC), init=False)
     _recovered: bool = field(default=False, init=False)
     _last_eviction: float = field(default=0.0, init=False)
+    _in_flight: list[PreparedBatch] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self._budget = DeadLetterBudget(self.policy.dead_letter_budget)
 
     async def process_until_done(self, records: Sequence[SourceRecord]) -> int:
-        """`process`, tried again after an unforeseen error until it succeeds.
+        """`process`, tried again after an unforeseen error until it succeeds (see
+        `prepare_until_done`)."""
+        return await self.finish_until_done(await self.prepare_until_done(records))
+
+    async def prepare_until_done(self, records: Sequence[SourceRecord]) -> PreparedBatch:
+        """`prepare`, tried again after an unforeseen error until it succeeds.
 
         Re-running a batch is safe by the order of writes (module docstring). An
         error here is a bug, not a fault of the data (records were validated) nor
         of a dependency (retried inside): the stream stops on this batch, says so
         in `/readyz`, the log and `sentinel_sink_failures_total`, rather than skip
         it; it resumes by itself if the cause was transient after all."""
+        return await self._until_done(lambda again: self.prepare(records))
+
+    async def finish_until_done(self, prepared: PreparedBatch) -> int:
+        """`finish`, tried again after an unforeseen error until it succeeds; a second
+        attempt first looks for the rows the first one may have inserted."""
+        return await self._until_done(lambda again: self.finish(prepared, again=again))
+
+    async def _until_done(self, step: Callable[[bool], Awaitable[T]]) -> T:
         attempt = 0
         while True:
             try:
-                written = await self.process(records)
+                result = await step(attempt > 0)
             except Exception as exc:  # last resort: never skip a batch (see above)
                 delay = self.policy.retry.delay(attempt)
                 SINK_FAILURES.labels(error=type(exc).__name__).inc()
@@ -145,7 +175,7 @@ class UsageSink:
                 continue
             if attempt:
                 self.health.report("sink", None)
-            return written
+            return result
 
     async def process(self, records: Sequence[SourceRecord]) -> int:
         """Handle one batch, step by step in the order the module docstring explains;
@@ -154,18 +184,35 @@ class UsageSink:
         DeadLetter of `decode`, sent by `dead_letter` after the writes. Each step is a
         method of its own, tested alone (tests/integration/test_sink_steps.py); only
         this order makes them exact under redelivery."""
+        return await self.finish(await self.prepare(records))
+
+    async def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
+        """Steps 1 and 2: decode, drop what is known, apply to the windows (changelog
+        flushed). The batch is then in flight until `finish` wrote it; the next batch
+        may be prepared meanwhile (stream/pipeline.py): it finds this one's events
+        among the known ones, and eviction leaves this one's windows in the store."""
         started = time.perf_counter()
         await self.recover_once()
         decoded = await self.decode(records)
         fresh = await self.drop_known(decoded.table)
         changed = await self.window(fresh)
-        await self.persist(fresh, changed)
-        await self.dead_letter(decoded)
+        prepared = PreparedBatch(decoded, fresh, changed, started)
+        self._in_flight.append(prepared)
         self._maybe_evict()
+        return prepared
+
+    async def finish(self, prepared: PreparedBatch, again: bool = False) -> int:
+        """Step 3, then the dead letters; return the number of new events written.
+        `again`: an attempt before may have inserted the rows (they are looked up)."""
+        fresh, changed = prepared.fresh, prepared.changed
+        await self.persist(fresh, changed, again=again)
+        await self.dead_letter(prepared.decoded)
+        if prepared in self._in_flight:
+            self._in_flight.remove(prepared)
         self._observe(fresh)
         EVENTS_WRITTEN.inc(fresh.num_rows)
         WINDOWS_WRITTEN.inc(len(changed))
-        SINK_BATCH_SECONDS.observe(time.perf_counter() - started)
+        SINK_BATCH_SECONDS.observe(time.perf_counter() - prepared.started)
         return int(fresh.num_rows)
 
     # -- the steps -----------------------------------------------------------------
@@ -197,10 +244,16 @@ class UsageSink:
             first.sort()
             events = events.take(pa.array(first))
         seen = await self._seen_ids()
-        maybe = seen.may_contain(events.column("project_id"), events.column("event_id"))
+        slots = seen.slots(events.column("project_id"), events.column("event_id"))
+        maybe = seen.holds(slots)
         if maybe.any():  # only what the filter cannot rule out is looked up
-            stored = await self._retry(self.writer.existing, events.filter(pa.array(maybe)))
-            events = _without(events, stored)
+            candidates = events.filter(pa.array(maybe))
+            stored = await self._retry(self.writer.existing, candidates)
+            new = ~_among(events, stored, *self._in_flight_among(candidates))
+            events, slots = events.filter(pa.array(new)), slots.subset(new)
+        # Fed now, not after the insert: the next batch may be prepared before this
+        # one is written, and must find these ids (in flight, if not yet in the log).
+        seen.insert(slots)
         DUPLICATES_DROPPED.inc(total - events.num_rows)
         return events
 
@@ -213,20 +266,20 @@ class UsageSink:
         await self._retry_async("changelog flush", self.flush_changelog)
         return changed
 
-    async def persist(self, fresh: pa.Table, changed: list[WindowState]) -> None:
-        """The rows, then the windows they changed."""
-        await self._retry_async("activity log insert", self._insert_once(fresh))
-        if self._ids is not None:  # else it is loaded from the log, these rows included
-            self._ids.add(fresh.column("project_id"), fresh.column("event_id"))
+    async def persist(
+        self, fresh: pa.Table, changed: list[WindowState], again: bool = False
+    ) -> None:
+        """The rows, then the windows they changed. `again`: see `_insert_once`."""
+        await self._retry_async("activity log insert", self._insert_once(fresh, again))
         await self._retry(self.rollups.write, changed)
 
-    def _insert_once(self, fresh: pa.Table) -> Callable[[], Awaitable[int]]:
-        """An insert of `fresh` to retry: an attempt after a failed one first drops the
-        rows the failure may have written all the same (a timeout after the server took
-        them). The log would fold them, but the endpoint rollup's view (migration 0008)
-        would count them twice: chDB 26.9 feeds a view the block that the log's own
-        insert deduplication skipped."""
-        attempts = 0
+    def _insert_once(self, fresh: pa.Table, again: bool = False) -> Callable[[], Awaitable[int]]:
+        """An insert of `fresh` to retry: an attempt after a failed one (or any, `again`)
+        first drops the rows the failure may have written all the same (a timeout after
+        the server took them). The log would fold them, but the endpoint rollup's view
+        (migration 0008) would count them twice: chDB 26.9 feeds a view the block that
+        the log's own insert deduplication skipped."""
+        attempts = 1 if again else 0
 
         def insert() -> int:
             nonlocal attempts
@@ -281,10 +334,21 @@ class UsageSink:
         if self._ids is None or self._ids.full:
             self._ids = await self._retry(self._load_ids)
             self._ids_refreshed = now
+            for ids in self._in_flight_ids():  # not in the log yet
+                self._ids.add(ids.column("project_id"), ids.column("event_id"))
         elif refresh is not None and now - self._ids_refreshed >= refresh:
             await self._retry(self._top_up_ids, self._ids)
             self._ids_refreshed = now
         return self._ids
+
+    def _in_flight_ids(self) -> list[pa.Table]:
+        """The identities of the batches prepared and not yet written."""
+        return [batch.fresh.select(list(IDENTITY)) for batch in self._in_flight]
+
+    def _in_flight_among(self, events: pa.Table) -> list[pa.Table]:
+        """The events among `events` of a batch prepared and not yet written."""
+        keys = identity_keys(events)
+        return [events.filter(pc.is_in(keys, batch.identities)) for batch in self._in_flight]
 
     def _load_ids(self) -> EventIdFilter:
         """Blocking: a filter of every identity in the log, streamed block by block."""
@@ -334,7 +398,10 @@ class UsageSink:
         if now - self._last_eviction < self.policy.evict_every_seconds:
             return
         self._last_eviction = now
-        old: list[WindowState] = self.windows.evictable(self.clock.now())
+        # A window of a batch in flight is not in the rollups yet: reloaded from them,
+        # it would miss that batch.
+        unwritten = {state.key for batch in self._in_flight for state in batch.changed}
+        old = [s for s in self.windows.evictable(self.clock.now()) if s.key not in unwritten]
         if old:
             self.windows.evict(old)
             log.info("windows_evicted", count=len(old))
@@ -365,9 +432,16 @@ class UsageSink:
             return result
 
 
-def _without(events: pa.Table, stored: pa.Table) -> pa.Table:
-    """`events` but those whose identity is among `stored`'s (ActivityLogWriter.existing)."""
-    if not stored.num_rows:
-        return events
-    known = pc.is_in(identity_keys(events), value_set=identity_keys(stored))
-    return events.filter(pc.invert(known))
+def _without(events: pa.Table, *known: pa.Table) -> pa.Table:
+    """`events` but those whose identity is among those of `known` (such as
+    ActivityLogWriter.existing's answer)."""
+    return events.filter(pa.array(~_among(events, *known)))
+
+
+def _among(events: pa.Table, *known: pa.Table) -> np.ndarray:
+    """Per row of `events`: whether its identity is among those of `known`."""
+    keys = [identity_keys(table) for table in known if table.num_rows]
+    if not keys:
+        return np.zeros(events.num_rows, dtype=bool)
+    found = pc.is_in(identity_keys(events), value_set=pa.concat_arrays(keys))
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)

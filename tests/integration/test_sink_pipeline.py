@@ -1,0 +1,100 @@
+"""A batch prepared while the one before is being written (stream/pipeline.py), on the
+real ClickHouse engine: it sees that batch's events and windows as if it came after it,
+and the batches are acked in their order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sentinel_usage.analytics.clickhouse import ClickHouse
+from sentinel_usage.analytics.rollups import RollupStore
+from sentinel_usage.core.clock import FixedClock
+from sentinel_usage.stream.pipeline import SinkPipeline
+from sentinel_usage.stream.sink import SinkPolicy
+from tests.factories import raw_event
+from tests.integration.test_sink_steps import Steps, envelope, new_pass
+
+
+async def test_an_event_of_the_batch_in_flight_is_known_to_the_next(
+    clickhouse: ClickHouse,
+) -> None:
+    steps = Steps(clickhouse)
+    pass_id = new_pass()
+    first, again = raw_event(pass_id=pass_id), raw_event(pass_id=pass_id)
+    in_flight = await steps.sink.prepare([envelope(1, [first, raw_event(pass_id=pass_id)])])
+    # Resent (other fields, the same identity) before the first batch's rows exist.
+    nxt = await steps.sink.prepare([envelope(2, [dict(first, endpoint="/v1/x"), again])])
+
+    assert nxt.fresh.column("event_id").to_pylist() == [again["event_id"]]
+    await steps.sink.finish(in_flight)
+    await steps.sink.finish(nxt)
+    stored = RollupStore(clickhouse).load([state.key for state in nxt.changed])
+    assert {state.aggregate.total_requests for state in stored.values()} == {3}
+
+
+async def test_eviction_keeps_the_windows_of_the_batch_in_flight(clickhouse: ClickHouse) -> None:
+    """Not yet in the rollups: evicted, a late event would reload them without it."""
+    steps = Steps(clickhouse)
+    clock = FixedClock(datetime.now(UTC))
+    steps.sink.clock = clock
+    steps.sink.policy = SinkPolicy(evict_every_seconds=0)
+    pass_id = new_pass()
+    at = (clock.now() - timedelta(minutes=1)).isoformat()
+    in_flight = await steps.sink.prepare([envelope(1, [raw_event(pass_id=pass_id, started_at=at)])])
+    keys = {state.key for state in in_flight.changed}
+
+    clock.set(clock.now() + timedelta(days=2))  # every window is past the horizon
+    late = raw_event(pass_id=new_pass(), started_at=at)
+    await steps.sink.prepare([envelope(2, [late])])  # evicts, but the batch in flight's
+    assert keys <= {state.key for state in steps.sink.windows.resident()}
+
+    await steps.sink.finish(in_flight)
+    await steps.sink.prepare([envelope(3, [])])
+    assert not keys & {state.key for state in steps.sink.windows.resident()}
+    stored = RollupStore(clickhouse).load(sorted(keys))
+    assert {state.aggregate.total_requests for state in stored.values()} == {1}
+
+
+class FakeEvent:
+    """What the pipeline reads of Faust's event: its message."""
+
+    def __init__(self, record: Any) -> None:
+        self.message = record
+
+
+async def test_batches_are_written_and_acked_in_their_order(clickhouse: ClickHouse) -> None:
+    steps = Steps(clickhouse)
+    pass_id = new_pass()
+    acked: list[int] = []
+    writing = 0
+
+    async def ack(batch: Sequence[Any]) -> None:
+        acked.extend(event.message.offset for event in batch)
+
+    finish = steps.sink.finish
+
+    async def slow_finish(prepared: Any, again: bool = False) -> int:
+        nonlocal writing
+        writing += 1
+        assert writing == 1  # at most one batch is being written
+        await asyncio.sleep(0.05)  # while the next one is prepared
+        written = await finish(prepared, again)
+        writing -= 1
+        return written
+
+    steps.sink.finish = slow_finish  # type: ignore[method-assign]
+    pipeline = SinkPipeline(steps.sink, ack)
+    for offset in range(5):
+        records = [envelope(offset, [raw_event(pass_id=pass_id)])]
+        await pipeline.submit([FakeEvent(record) for record in records])
+        assert pipeline.busy
+    await pipeline.drain()
+
+    assert acked == [0, 1, 2, 3, 4]
+    assert not pipeline.busy
+    keys = [state.key for state in steps.sink.windows.resident() if state.pass_id == pass_id]
+    stored = RollupStore(clickhouse).load(keys)
+    assert {state.aggregate.total_requests for state in stored.values()} == {5}
