@@ -185,9 +185,6 @@ _JSON_BLOCK_BYTES: Final = 1024 * 1024
 _JSON_PREFIX: Final = b'{"schema":"' + BATCH_SCHEMA.encode() + b'"'
 _EMPTY_EVENTS: Final = pa.array([], JSON_EVENT)
 _JSON_ENVELOPES: Final = pa.schema([("schema", pa.string()), ("events", pa.list_(JSON_EVENT))])
-_JSON_OPTIONS: Final = pajson.ParseOptions(
-    explicit_schema=_JSON_ENVELOPES, unexpected_field_behavior="error"
-)
 
 
 def read_json_envelopes(values: Sequence[bytes | None]) -> JsonEnvelopes:
@@ -212,29 +209,64 @@ def read_json_envelopes(values: Sequence[bytes | None]) -> JsonEnvelopes:
     if not messages:
         return nothing
     lines = [cast(bytes, values[i]) for i in messages]
+    table = _read_json(lines, _JSON_ENVELOPES)
+    if table is None:
+        return nothing
+    schema, lists = (table.column(name).combine_chunks() for name in ("schema", "events"))
+    if lists.null_count or schema.null_count or not pc.all(pc.equal(schema, BATCH_SCHEMA)).as_py():
+        return nothing
+    counts = pc.list_value_length(lists).to_numpy()
+    events = lists.flatten()
+    doubtful = np.fromiter((b"null" in line for line in lines), bool, len(lines))
+    return JsonEnvelopes(messages, events, counts, _unsure(events, np.repeat(doubtful, counts)))
+
+
+class JsonEvents(NamedTuple):
+    events: pa.StructArray  # core.columns.JSON_EVENT
+    unsure: np.ndarray  # as JsonEnvelopes.unsure
+
+
+_JSON_ARRAY: Final = pa.schema([("events", pa.list_(JSON_EVENT))])
+
+
+def read_json_array(text: bytes) -> JsonEvents | None:
+    """The events of a JSON array of events (an HTTP ingest body), read as
+    `read_json_envelopes` reads an envelope's: None unless it reads exactly as orjson
+    reads it, in the compact form (one line)."""
+    if not text.startswith(b"[") or b"\n" in text or b"\r" in text:
+        return None
+    # An object of one field holding the array: what pyarrow.json reads (one per line).
+    table = _read_json([b'{"events":' + text + b"}"], _JSON_ARRAY)
+    if table is None:
+        return None
+    lists = table.column("events").combine_chunks()
+    if lists.null_count:
+        return None
+    events = lists.flatten()
+    return JsonEvents(events, _unsure(events, np.full(len(events), b"null" in text)))
+
+
+def _read_json(lines: list[bytes], schema: pa.Schema) -> pa.Table | None:
+    """Lines of JSON objects, one row each, or None when one does not read as `schema`
+    says (a field of another JSON type, one unknown, one repeated...) or a line holds
+    more than one object."""
     text = b"\n".join(lines)
     # Blocks of a megabyte are parsed on Arrow's threads (a third faster on two cores);
     # a block must hold a whole line.
     block = max(_JSON_BLOCK_BYTES, max(map(len, lines)) + 1)
     read = pajson.ReadOptions(use_threads=True, block_size=block)
+    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     try:
-        table = pajson.read_json(pa.py_buffer(text), read_options=read, parse_options=_JSON_OPTIONS)
+        table = pajson.read_json(pa.py_buffer(text), read_options=read, parse_options=options)
     except (pa.ArrowException, ValueError):  # ValueError: UnicodeDecodeError
-        return nothing
-    schema, lists = (table.column(name).combine_chunks() for name in ("schema", "events"))
-    if (
-        table.num_rows != len(lines)
-        or lists.null_count
-        or schema.null_count
-        or not pc.all(pc.equal(schema, BATCH_SCHEMA)).as_py()
-    ):
-        return nothing
-    counts = pc.list_value_length(lists).to_numpy()
-    events = lists.flatten()
-    doubtful = np.fromiter((b"null" in line for line in lines), bool, len(lines))
-    unsure = events.field("metadata").is_null().to_numpy(zero_copy_only=False)
-    unsure &= np.repeat(doubtful, counts)
-    return JsonEnvelopes(messages, events, counts, unsure)
+        return None
+    return table if table.num_rows == len(lines) else None
+
+
+def _unsure(events: pa.StructArray, doubtful: np.ndarray) -> np.ndarray:
+    """Per event: metadata read as null where the text holds an explicit null."""
+    absent = events.field("metadata").is_null().to_numpy(zero_copy_only=False)
+    return np.asarray(absent & doubtful, dtype=bool)
 
 
 def _read_columns(value: bytes) -> pa.Table:

@@ -32,7 +32,7 @@ def parse_event_body(body: bytes, content_type: str | None, max_events: int) -> 
     An NDJSON line that is not JSON does not spoil the rest: it is returned as a
     `LineError` in its place, so the caller reports it by index.
     """
-    media = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    media = media_type(content_type)
     if media in NDJSON_TYPES:
         items: list[Any] = []
         for number, line in enumerate(body.splitlines(), start=1):
@@ -45,7 +45,7 @@ def parse_event_body(body: bytes, content_type: str | None, max_events: int) -> 
             except orjson.JSONDecodeError as exc:
                 items.append(LineError(f"line {number} is not valid JSON: {exc}"))
         return items
-    if media != "application/json" and not media.endswith("+json"):
+    if not is_json(media):
         raise UnsupportedMediaTypeError(
             f"unsupported content type {media!r}; use application/json or application/x-ndjson"
         )
@@ -60,6 +60,15 @@ def parse_event_body(body: bytes, content_type: str | None, max_events: int) -> 
             raise TooManyEventsError(len(document), max_events)
         return document
     raise BodyError("body must be a JSON object, a JSON array of objects, or NDJSON")
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header (JSON when there is none)."""
+    return (content_type or "application/json").split(";", 1)[0].strip().lower()
+
+
+def is_json(media: str) -> bool:
+    return media == "application/json" or media.endswith("+json")
 
 
 class LineError:
