@@ -75,7 +75,7 @@ def _instant_query(description: str) -> Any:
     )
 
 
-def activity_filter(
+async def activity_filter(
     activity_type: Annotated[ActivityTypeParam | None, Query(description="Only this type.")] = None,
     status: Annotated[StatusParam | None, Query(description="success or failed")] = None,
     endpoint: Annotated[

@@ -81,7 +81,7 @@ class RangeAsked:
         return buckets[0].start, buckets[-1].end
 
 
-def range_asked(
+async def range_asked(
     services: ServicesDep, tz: ZoneName = "UTC", range_: RangeQuery = UsageRange.DAY
 ) -> RangeAsked:
     return RangeAsked(range_, ZoneInfo(tz), services.clock.now())
