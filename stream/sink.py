@@ -197,8 +197,10 @@ class UsageSink:
         fresh = await self.drop_known(decoded.table)
         changed = await self.window(fresh)
         prepared = PreparedBatch(decoded, fresh, changed, started)
+        self._maybe_evict(prepared)
+        # Last: a prepare tried again after an error must not find its own first try
+        # in flight (it would drop every event as already known).
         self._in_flight.append(prepared)
-        self._maybe_evict()
         return prepared
 
     async def finish(self, prepared: PreparedBatch, again: bool = False) -> int:
@@ -390,7 +392,7 @@ class UsageSink:
             errors=dead.errors,
         )
 
-    def _maybe_evict(self) -> None:
+    def _maybe_evict(self, preparing: PreparedBatch) -> None:
         """Drop the windows past the resident horizon from the store. Their tombstones go
         with the next batch's changelog flush: one lost in a crash leaves the window in
         the store, and it is evicted again."""
@@ -400,7 +402,8 @@ class UsageSink:
         self._last_eviction = now
         # A window of a batch in flight is not in the rollups yet: reloaded from them,
         # it would miss that batch.
-        unwritten = {state.key for batch in self._in_flight for state in batch.changed}
+        batches = [*self._in_flight, preparing]
+        unwritten = {state.key for batch in batches for state in batch.changed}
         old = [s for s in self.windows.evictable(self.clock.now()) if s.key not in unwritten]
         if old:
             self.windows.evict(old)

@@ -98,3 +98,28 @@ async def test_batches_are_written_and_acked_in_their_order(clickhouse: ClickHou
     keys = [state.key for state in steps.sink.windows.resident() if state.pass_id == pass_id]
     stored = RollupStore(clickhouse).load(keys)
     assert {state.aggregate.total_requests for state in stored.values()} == {5}
+
+
+async def test_a_prepare_tried_again_after_an_error_writes_its_batch(
+    clickhouse: ClickHouse,
+) -> None:
+    """An unforeseen error late in `prepare` (here, in eviction): the second try must not
+    take the first one's events for a batch in flight."""
+    steps = Steps(clickhouse)
+    steps.sink.policy = SinkPolicy(evict_every_seconds=0)
+    evictable = steps.sink.windows.evictable
+    failures = iter([RuntimeError("a bug")])
+
+    def failing_once(now: datetime) -> Any:
+        for error in failures:
+            raise error
+        return evictable(now)
+
+    steps.sink.windows.evictable = failing_once  # type: ignore[method-assign]
+    pass_id = new_pass()
+    prepared = await steps.sink.prepare_until_done(
+        [envelope(1, [raw_event(pass_id=pass_id), raw_event(pass_id=pass_id)])]
+    )
+
+    assert prepared.fresh.num_rows == 2
+    assert await steps.sink.finish_until_done(prepared) == 2
