@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from sentinel_usage.core.columns import validate_events
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.wire import decode_message
-from sentinel_usage.ingest.batches import NOT_GRANTED, EventIngest, prepare_batch
-from sentinel_usage.ingest.body import LineError, TooManyEventsError
+from sentinel_usage.ingest.batches import NOT_GRANTED, EventIngest, IngestBatch, prepare_batch
+from sentinel_usage.ingest.body import BodyError, LineError, TooManyEventsError
 from sentinel_usage.ingest.producer import Publisher
 from tests.factories import raw_event
 from tests.unit.core.test_columns import VALIDATOR as COLUMNS_VALIDATOR
@@ -55,11 +55,17 @@ def test_a_body_read_as_columns_is_prepared_as_its_objects_are(
     body = compact(items)
     if null_metadata:  # refused by the model, read as absent by Arrow
         body = body.replace(b'{"event_id"', b'{"metadata":null,"event_id"', 1)
-    by_columns = ingest.prepare(body, "application/json", lambda p: p != "other", lambda p: 0)
-    by_objects = ingest.prepare(
-        b" " + body, "application/json", lambda p: p != "other", lambda p: 0
-    )
 
+    def prepared(text: bytes) -> IngestBatch | str:
+        try:
+            return ingest.prepare(text, "application/json", lambda p: p != "other", lambda p: 0)
+        except BodyError as exc:  # json writes what JSON has not (Infinity, NaN)
+            return str(exc).split(":")[0]
+
+    by_columns, by_objects = prepared(body), prepared(b" " + body)
+    if isinstance(by_columns, str) or isinstance(by_objects, str):
+        assert by_columns == by_objects  # refused alike
+        return
     assert by_columns.rejected == by_objects.rejected
     assert [decode_message(e.payload).columns for e in by_columns.envelopes] == [
         decode_message(e.payload).columns for e in by_objects.envelopes
