@@ -4,9 +4,12 @@ core/windows.py)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from itertools import chain
 from typing import Any, Final, TypeVar
 
+import numpy as np
 import pyarrow as pa
 
 from sentinel_usage.analytics.clickhouse import ClickHouse
@@ -87,10 +90,11 @@ class RollupStore:
         return len(states)
 
     def _write(self, states: Sequence[WindowState]) -> None:
-        # As one Arrow block: pyarrow builds the map columns in C, where the client's
-        # row insert serialised them in Python (most of a batch's rollup write).
+        # As one Arrow block: pyarrow builds the columns in C, where the client's row
+        # insert serialised them in Python; the maps from their keys and counts chained
+        # (a list of (key, count) pairs a window, converted by pyarrow, was most of it).
         aggregates = [s.aggregate for s in states]
-        columns: dict[str, list[Any]] = {
+        columns: dict[str, Any] = {
             "project_id": [s.project_id for s in states],
             "pass_id": [s.pass_id for s in states],
             "window_start": [s.window_start for s in states],
@@ -105,8 +109,8 @@ class RollupStore:
             "latency_count": [a.latency_count for a in aggregates],
             "latency_max_ms": [a.latency_max_ms for a in aggregates],
             "sketch_zero_count": [a.sketch.zero_count for a in aggregates],
-            "sketch": [list(a.sketch.bins.items()) for a in aggregates],
-            "endpoint_counts": [list(a.endpoint_counts.items()) for a in aggregates],
+            "sketch": _map_column([a.sketch.bins for a in aggregates], pa.int32()),
+            "endpoint_counts": _map_column([a.endpoint_counts for a in aggregates], pa.string()),
             "last_event_at": [a.last_event_at for a in aggregates],
             "source_partition": [s.source_partition for s in states],
             "last_offset": [s.last_offset for s in states],
@@ -135,6 +139,20 @@ class RollupStore:
         states = [_state(row) for row in rows]
         return {s.key: s for s in states}
 
+    def keys_ending_from(self, since: datetime) -> list[WindowKey]:
+        """The keys of every stored window, of every tier, that ends at or after `since`
+        (stream/rollup_keys.py): one query, without FINAL (a key written twice is one)."""
+        selects = [
+            "SELECT DISTINCT project_id, pass_id, window_start, window_seconds "
+            f"FROM {table} WHERE window_start >= {{since:DateTime64(3, 'UTC')}} - "
+            f"INTERVAL {seconds} SECOND"
+            for seconds, table in self._tables.items()
+        ]
+        rows = self._clickhouse.unscoped_rows(
+            " UNION ALL ".join(selects), {"since": since}, what="rollup keys"
+        )
+        return [WindowKey(*row) for row in rows]
+
     def _by_table(self, items: Sequence[T], seconds: Callable[[T], int]) -> dict[str, list[T]]:
         grouped: dict[str, list[T]] = {}
         for item in items:
@@ -144,6 +162,15 @@ class RollupStore:
                 raise ValueError(f"no rollup tier of {seconds(item)} s windows") from None
             grouped.setdefault(table, []).append(item)
         return grouped
+
+
+def _map_column(maps: Sequence[Mapping[Any, int]], key_type: pa.DataType) -> pa.MapArray:
+    """Python mappings as one Arrow map column (counts UInt64)."""
+    offsets = np.zeros(len(maps) + 1, dtype=np.int32)
+    np.cumsum([len(m) for m in maps], out=offsets[1:])
+    keys = pa.array(list(chain.from_iterable(maps)), key_type)
+    counts = pa.array(list(chain.from_iterable(m.values() for m in maps)), pa.uint64())
+    return pa.MapArray.from_arrays(pa.array(offsets), keys, counts)
 
 
 def _state(row: Sequence[Any]) -> WindowState:

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     quarter_hour_retention_days: int = Field(90, ge=1, le=3650, description="15-minute rollups")
     day_retention_days: int = Field(400, ge=1, le=3650, description="daily (UTC) rollups")
     window_evict_every_seconds: float = Field(5.0, gt=0)
+    # How far back the worker knows which windows the rollups hold (stream/rollup_keys.py).
+    window_known_minutes: int = Field(120, ge=1, description="windows indexed, not looked up")
 
     alert_error_rate_threshold: float = Field(0.05, gt=0, lt=1)
     alert_min_requests: int = Field(20, ge=1)

@@ -109,6 +109,7 @@ def create_stream_app(
         validator,
         SinkPolicy(
             evict_every_seconds=settings.window_evict_every_seconds,
+            rollup_keys_span=timedelta(minutes=settings.window_known_minutes),
             # the embedded mode's worker is the log's only writer
             id_refresh_seconds=None if settings.ingest_journal else 30.0,
             dead_letter_budget=DeadLetterBudgetPolicy(

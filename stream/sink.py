@@ -66,6 +66,7 @@ from sentinel_usage.stream.metrics import (
     WINDOWS_WRITTEN,
     PassMetrics,
 )
+from sentinel_usage.stream.rollup_keys import RollupKeys
 from sentinel_usage.stream.windows import UsageWindows
 
 log = structlog.get_logger(__name__)
@@ -94,6 +95,9 @@ class RetryPolicy:
 class SinkPolicy:
     retry: RetryPolicy = RetryPolicy()
     evict_every_seconds: float = 5.0
+    # How far back the index of the rollups' windows reaches (stream/rollup_keys.py): an
+    # event's window older than that, not in the store, is looked up in the rollups.
+    rollup_keys_span: timedelta = timedelta(hours=2)
     # With other workers writing to the same log (production), how often ids they
     # wrote are added to this worker's filter; None when it is the only writer.
     id_refresh_seconds: float | None = 30.0
@@ -136,6 +140,9 @@ class UsageSink:
     _recovered: bool = field(default=False, init=False)
     _last_eviction: float = field(default=0.0, init=False)
     _in_flight: list[PreparedBatch] = field(default_factory=list, init=False)
+    _rollup_keys: RollupKeys = field(
+        default_factory=lambda: RollupKeys(datetime.max.replace(tzinfo=UTC)), init=False
+    )  # until recover_once loads it: every window may be in the rollups
 
     def __post_init__(self) -> None:
         self._budget = DeadLetterBudget(self.policy.dead_letter_budget)
@@ -223,9 +230,14 @@ class UsageSink:
         """Windows recovered from the changelog may not have reached the rollups before
         a crash: at the first batch after partitions were assigned (Faust has recovered
         their windows by then), write them all once. Eviction relies on it: it drops a
-        window without writing it."""
+        window without writing it. Then the index of the rollups' windows is read
+        (stream/rollup_keys.py): what was written before the partitions came here."""
         if not self._recovered:
             await self._retry(self.rollups.write, self.windows.resident())
+            since = self.clock.now() - self.policy.rollup_keys_span
+            keys = await self._retry(self.rollups.keys_ending_from, since)
+            self._rollup_keys = RollupKeys(since, keys)
+            log.info("rollup_keys_loaded", keys=len(keys), since=since.isoformat())
             self._recovered = True
 
     async def decode(self, records: Sequence[SourceRecord]) -> DecodedBatch:
@@ -263,8 +275,11 @@ class UsageSink:
         """Apply the events to their windows (loading those not resident from the
         rollups), then flush the changelog: the windows are durable before the rows."""
         assigned = self.windows.assign(fresh)
-        loaded = await self._retry(self.rollups.load, self.windows.missing(assigned.keys))
-        changed = self.windows.apply(assigned, loaded)
+        known = self._rollup_keys
+        lookups = [key for key in self.windows.missing(assigned.keys) if known.may_hold(key)]
+        loaded = await self._retry(self.rollups.load, lookups) if lookups else {}
+        changed = self.windows.apply(assigned, loaded, self.clock.now())
+        known.add(state.key for state in changed)
         await self._retry_async("changelog flush", self.flush_changelog)
         return changed
 
@@ -400,6 +415,7 @@ class UsageSink:
         if now - self._last_eviction < self.policy.evict_every_seconds:
             return
         self._last_eviction = now
+        self._rollup_keys.forget_before(self.clock.now() - self.policy.rollup_keys_span)
         # A window of a batch in flight is not in the rollups yet: reloaded from them,
         # it would miss that batch.
         batches = [*self._in_flight, preparing]

@@ -40,8 +40,8 @@ class WindowStore(Protocol):
 @dataclass(frozen=True)
 class WindowPolicy:
     size: timedelta = timedelta(minutes=1)
-    # Windows that ended this long before `now` are written out and evicted from the
-    # store (and reloaded from the rollups if an event of theirs comes).
+    # Windows that ended this long before `now`, and took no event for as long, are
+    # evicted from the store (reloaded from the rollups if an event of theirs comes).
     resident: timedelta = timedelta(minutes=15)
     # The coarser tiers' windows (core/windows.py), kept the same way beside `size`'s.
     coarser: tuple[int, ...] = (QUARTER_HOUR, DAY)
@@ -63,6 +63,10 @@ class UsageWindows:
         self._store = store
         self._policy = policy
         self._epoch = epoch  # the broker's life the source offsets belong to
+        # When each window last took an event (as `apply` was told): a late event's window
+        # stays for the resident horizon too, rather than being evicted at the next round
+        # and looked up again for the next late event (a lookup a batch, in the bench).
+        self._touched: dict[bytes, int] = {}
 
     def assign(self, table: pa.Table) -> Assigned:
         """Each event of `table` (core.columns.EVENT_SCHEMA with `source_partition`
@@ -73,17 +77,28 @@ class UsageWindows:
         """Keys whose state must be loaded from the rollups before `apply`."""
         return [k for k in keys if self._store.get(k.encode()) is None]
 
-    def apply(self, groups: Assigned, loaded: dict[WindowKey, WindowState]) -> list[WindowState]:
+    def apply(
+        self,
+        groups: Assigned,
+        loaded: dict[WindowKey, WindowState],
+        now: datetime | None = None,
+    ) -> list[WindowState]:
         """Add each event of `groups` (from `assign`) to its windows unless its record was
-        applied to them before; write the changed windows to the store and return them."""
+        applied to them before; write the changed windows to the store and return them.
+        `now`: when, for `evictable` (a window changed now is not evicted before the
+        resident horizon has passed again)."""
         if groups.table.num_rows == 0:
             return []
         rows = _SourceRows.of(groups.table)
         changed: list[WindowState] = []
         for tier in groups.tiers:
             changed += self._apply_tier(rows, tier, loaded)
+        touched = None if now is None else unix_millis(now)
         for state in changed:
-            self._store.put(state.key.encode(), state.to_bytes(), state.source_partition)
+            key = state.key.encode()
+            self._store.put(key, state.to_bytes(), state.source_partition)
+            if touched is not None:
+                self._touched[key] = touched
         return changed
 
     def _apply_tier(
@@ -108,16 +123,23 @@ class UsageWindows:
         return [states[g] for g in _add(rows.subset(new), tier.ids[new], states).tolist()]
 
     def evictable(self, now: datetime) -> list[WindowState]:
-        """Windows that ended more than the resident horizon before `now`."""
+        """Windows that ended, and were last changed, more than the resident horizon
+        before `now`."""
         horizon = unix_millis(now - self._policy.resident)
-        return self._select(lambda start, seconds: start + seconds * 1000 < horizon)
+        touched = self._touched
+        return self._select(
+            lambda start, seconds: start + seconds * 1000 < horizon,
+            lambda key: touched.get(key, horizon - 1) < horizon,
+        )
 
     def evict(self, states: Sequence[WindowState]) -> None:
         """Drop `states` from the store. Their rollups need no write: every window in
         the store is in the rollups as it is (the sink writes what a batch changed, and
         what the store recovered, before it acks), so one evicted is reloaded whole."""
         for state in states:
-            self._store.delete(state.key.encode(), state.source_partition)
+            key = state.key.encode()
+            self._store.delete(key, state.source_partition)
+            self._touched.pop(key, None)
 
     def resident(
         self, window_seconds: int | None = None, starting_from: datetime | None = None
@@ -132,15 +154,20 @@ class UsageWindows:
             )
         )
 
-    def _select(self, chosen: Callable[[int, int], bool]) -> list[WindowState]:
+    def _select(
+        self,
+        chosen: Callable[[int, int], bool],
+        also: Callable[[bytes], bool] = lambda key: True,
+    ) -> list[WindowState]:
         """The stored windows whose (start in Unix ms, seconds) is `chosen`, told by their
-        keys: only those are decoded (decoding every resident window, sketch and all,
-        was most of an eviction's or an alert round's stall of the stream)."""
+        keys, and whose key passes `also`: only those are decoded (decoding every resident
+        window, sketch and all, was most of an eviction's or an alert round's stall of
+        the stream)."""
         finest = int(self._policy.size.total_seconds())
         return [
             WindowState.from_bytes(value)
             for key, value in self._store.items()
-            if chosen(*WindowKey.span_millis(key, finest))
+            if chosen(*WindowKey.span_millis(key, finest)) and also(key)
         ]
 
     def _state(self, key: WindowKey, loaded: dict[WindowKey, WindowState]) -> WindowState:

@@ -5,6 +5,8 @@ under redelivery is tested through `process` in test_sink.py and the e2e suites.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import orjson
@@ -14,6 +16,7 @@ from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.rollups import RollupStore
 from sentinel_usage.analytics.scope import ProjectScope
 from sentinel_usage.analytics.writer import ActivityLogWriter
+from sentinel_usage.core.aggregate import WindowKey, WindowState
 from sentinel_usage.core.events import EventValidator
 from sentinel_usage.core.wire import BATCH_SCHEMA
 from sentinel_usage.stream.decode import DeadLetter, SourceRecord
@@ -25,12 +28,26 @@ from tests.stream_support import InMemoryWindowStore
 VALIDATOR = EventValidator()
 
 
+class LookedUp(RollupStore):
+    """The rollups, each window key asked of them recorded."""
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        super().__init__(clickhouse)
+        self.asked: list[WindowKey] = []
+
+    def load(self, keys: Sequence[WindowKey]) -> dict[WindowKey, WindowState]:
+        self.asked += keys
+        return super().load(keys)
+
+
 class Steps:
-    """A sink over the real engine, its dead letters and changelog flushes recorded."""
+    """A sink over the real engine, its dead letters, changelog flushes and rollup
+    lookups recorded."""
 
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.dead: list[DeadLetter] = []
         self.flushes = 0
+        self.rollups = LookedUp(clickhouse)
 
         async def send_dead_letter(dead: DeadLetter) -> None:
             self.dead.append(dead)
@@ -40,7 +57,7 @@ class Steps:
 
         self.sink = UsageSink(
             ActivityLogWriter(clickhouse),
-            RollupStore(clickhouse),
+            self.rollups,
             UsageWindows(InMemoryWindowStore()),
             send_dead_letter,
             flush,
@@ -151,3 +168,42 @@ async def test_recover_once_writes_the_recovered_windows_after_each_assignment(
     stored = RollupStore(clickhouse).load(keys)
     assert {state.aggregate.total_requests for state in stored.values()} == {1}
     assert len(stored) == 3
+
+
+async def test_window_looks_up_only_the_windows_the_rollups_may_hold(
+    clickhouse: ClickHouse,
+) -> None:
+    """Windows written before the sink took its partitions are looked up; a window
+    nobody wrote is not (stream/rollup_keys.py); one this sink wrote, then evicted,
+    is looked up again; and one older than the index's span always is."""
+    now = datetime.now(UTC)
+    before, new, old = new_pass(), new_pass(), new_pass()
+    # A window a previous owner wrote: the same minute for all three tiers.
+    steps = Steps(clickhouse)
+    decoded = await steps.sink.decode([envelope(1, [raw_event(pass_id=before)])])
+    await steps.sink.persist(decoded.table, await steps.sink.window(decoded.table))
+
+    steps = Steps(clickhouse)  # the next owner
+    await steps.sink.recover_once()
+    long_ago = (now - timedelta(hours=3)).isoformat()
+    events = [raw_event(pass_id=p) for p in (before, new)]
+    decoded = await steps.sink.decode(
+        [envelope(2, events), envelope(3, [raw_event(pass_id=old, started_at=long_ago)])]
+    )
+    changed = await steps.sink.window(decoded.table)
+    asked = {(k.pass_id, k.window_seconds) for k in steps.rollups.asked}
+    # `old`'s day is looked up only if it ended before the index's span (two hours)
+    day_end = datetime.combine((now - timedelta(hours=3)).date(), time(), UTC) + timedelta(days=1)
+    old_day = {(old, 86_400)} if day_end < now - timedelta(hours=2) else set()
+    assert asked == {(before, 60), (before, 900), (before, 86_400), (old, 60), (old, 900)} | old_day
+    totals = {(s.pass_id, s.window_seconds): s.aggregate.total_requests for s in changed}
+    assert {totals[(before, seconds)] for seconds in (60, 900, 86_400)} == {2}
+    await steps.sink.persist(decoded.table, changed)
+
+    # Evicted (here by hand, as `_maybe_evict` does past the horizon): looked up again.
+    steps.sink.windows.evict([s for s in changed if s.pass_id == new])
+    steps.rollups.asked.clear()
+    decoded = await steps.sink.decode([envelope(4, [raw_event(pass_id=new)])])
+    again = await steps.sink.window(decoded.table)
+    assert {k.pass_id for k in steps.rollups.asked} == {new}
+    assert {s.aggregate.total_requests for s in again} == {2}

@@ -85,6 +85,19 @@ def test_old_windows_are_evictable_after_the_resident_horizon() -> None:
     assert len(windows.resident()) == 1
 
 
+def test_a_window_changed_lately_stays_until_untouched_for_the_resident_horizon() -> None:
+    """A late event's window is kept as a current one is: evicted at once, the next
+    late event of it would look it up in the rollups again."""
+    windows = UsageWindows(
+        InMemoryWindowStore(), WindowPolicy(resident=timedelta(minutes=15), coarser=())
+    )
+    late = [at(1, NOW - timedelta(minutes=40))]
+    windows.apply(assigned(windows, late), {}, now=NOW)
+    assert windows.evictable(NOW + timedelta(minutes=14)) == []
+    (old,) = windows.evictable(NOW + timedelta(minutes=16))
+    assert old.window_start == datetime(2026, 11, 24, 11, 20, tzinfo=UTC)
+
+
 def test_each_tier_window_is_evicted_once_it_has_ended_for_the_resident_horizon() -> None:
     windows = UsageWindows(InMemoryWindowStore(), WindowPolicy(resident=timedelta(minutes=15)))
     windows.apply(assigned(windows, [at(1, NOW - timedelta(minutes=40))]), {})  # 11:20:30
