@@ -165,7 +165,11 @@ def _worker(settings: Settings, api_socket: socket.socket | None = None) -> int:
         loop.run_until_complete(replay_journal(journal, settings.kafka_bootstrap_servers))
         rebuild_lost_windows(connect(settings.clickhouse_dsn), settings.rollup_tiers)
     validator = EventValidator(ValidationPolicy.from_settings(settings))
-    app = create_stream_app(settings, connect(settings.clickhouse_dsn), validator)
+    # Two connections: the sink writes a batch's rows and its windows at once (a
+    # connection runs one query at a time; chDB runs queries of two side by side).
+    app = create_stream_app(
+        settings, connect(settings.clickhouse_dsn), validator, connect(settings.clickhouse_dsn)
+    )
     settings = settings.model_copy(update={"metrics_port": serve_metrics(settings)})
     if api_socket is not None:
         from sentinel_usage.api.app import create_app

@@ -43,8 +43,13 @@ APP_ID = topics.CONSUMER_GROUP  # Faust's app id is the Kafka consumer group
 
 
 def create_stream_app(
-    settings: Settings, clickhouse: ClickHouse, validator: EventValidator
+    settings: Settings,
+    clickhouse: ClickHouse,
+    validator: EventValidator,
+    rollups_clickhouse: ClickHouse | None = None,
 ) -> faust.App:
+    """The worker's app. `rollups_clickhouse`: a second connection for the rollups, so
+    that a batch's windows are written while its rows are (default: `clickhouse`)."""
     if settings.kafka_bootstrap_servers is None:
         raise ValueError("the stream worker needs KAFKA_BOOTSTRAP_SERVERS")
     app = faust.App(
@@ -102,7 +107,7 @@ def create_stream_app(
     )
     sink = UsageSink(
         ActivityLogWriter(clickhouse),
-        RollupStore(clickhouse, settings.rollup_tiers),
+        RollupStore(rollups_clickhouse or clickhouse, settings.rollup_tiers),
         windows,
         send_dead_letter,
         changelog.flush,

@@ -23,9 +23,10 @@ Order, and why it is exact under redelivery and resends:
 2. apply the rest to their windows (a record at or below a window's offset
    watermark was applied before and is skipped), then flush the window
    changelog, so the windows are durable before the rows exist;
-3. insert the new rows, then write the changed windows to the rollups.
+3. insert the new rows and write the changed windows to the rollups (side by side).
 A crash before 3 replays the batch: step 1 lets the events through, step 2
-skips them. A crash after the insert replays it too: step 1 drops them.
+skips them (the windows reach the rollups at the recovery write, `recover_once`).
+A crash after the insert replays it too: step 1 drops them.
 """
 
 from __future__ import annotations
@@ -286,9 +287,15 @@ class UsageSink:
     async def persist(
         self, fresh: pa.Table, changed: list[WindowState], again: bool = False
     ) -> None:
-        """The rows, then the windows they changed. `again`: see `_insert_once`."""
-        await self._retry_async("activity log insert", self._insert_once(fresh, again))
-        await self._retry(self.rollups.write, changed)
+        """The rows and the windows they changed, side by side (each in a thread; on
+        connections of their own, stream/app.py, they overlap in ClickHouse). Either
+        order is exact: the windows are durable in the changelog already, and a batch
+        replayed after a crash between the two finds its rows by drop_known and its
+        records below the windows' watermarks. `again`: see `_insert_once`."""
+        await asyncio.gather(
+            self._retry_async("activity log insert", self._insert_once(fresh, again)),
+            self._retry(self.rollups.write, changed),
+        )
 
     def _insert_once(self, fresh: pa.Table, again: bool = False) -> Callable[[], Awaitable[int]]:
         """An insert of `fresh` to retry: an attempt after a failed one (or any, `again`)
