@@ -163,6 +163,17 @@ class UsageSink:
         it; it resumes by itself if the cause was transient after all."""
         return await self._until_done(lambda again: self.prepare(records))
 
+    async def decode_until_done(self, records: Sequence[SourceRecord]) -> DecodedBatch:
+        """`decode`, tried again after an unforeseen error (as `prepare_until_done`)."""
+        return await self._until_done(lambda again: self.decode(records))
+
+    async def prepare_decoded_until_done(
+        self, decoded: DecodedBatch, started: float
+    ) -> PreparedBatch:
+        """`prepare_decoded`, tried again after an unforeseen error (as
+        `prepare_until_done`)."""
+        return await self._until_done(lambda again: self.prepare_decoded(decoded, started))
+
     async def finish_until_done(self, prepared: PreparedBatch) -> int:
         """`finish`, tried again after an unforeseen error until it succeeds; a second
         attempt first looks for the rows the first one may have inserted."""
@@ -200,8 +211,12 @@ class UsageSink:
         may be prepared meanwhile (stream/pipeline.py): it finds this one's events
         among the known ones, and eviction leaves this one's windows in the store."""
         started = time.perf_counter()
+        return await self.prepare_decoded(await self.decode(records), started)
+
+    async def prepare_decoded(self, decoded: DecodedBatch, started: float) -> PreparedBatch:
+        """`prepare` of a batch already decoded (decoding is pure: the pipeline decodes
+        the next batch while this one is prepared); `started`: its perf_counter()."""
         await self.recover_once()
-        decoded = await self.decode(records)
         fresh = await self.drop_known(decoded.table)
         changed = await self.window(fresh)
         prepared = PreparedBatch(decoded, fresh, changed, started)

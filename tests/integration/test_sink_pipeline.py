@@ -123,3 +123,43 @@ async def test_a_prepare_tried_again_after_an_error_writes_its_batch(
 
     assert prepared.fresh.num_rows == 2
     assert await steps.sink.finish_until_done(prepared) == 2
+
+
+async def test_the_next_batch_is_decoded_while_one_is_prepared_and_prepares_go_in_order(
+    clickhouse: ClickHouse,
+) -> None:
+    steps = Steps(clickhouse)
+    pass_id = new_pass()
+    log: list[tuple[str, int]] = []
+    decode, prepare_decoded = steps.sink.decode, steps.sink.prepare_decoded
+
+    async def logged_decode(records: Sequence[Any]) -> Any:
+        log.append(("decode", records[0].offset))
+        return await decode(records)
+
+    async def slow_prepare(decoded: Any, started: float) -> Any:
+        (offset,) = set(decoded.table.column("source_offset").to_pylist())
+        log.append(("prepare", offset))
+        await asyncio.sleep(0.05)  # the next batch's decoding starts meanwhile
+        prepared = await prepare_decoded(decoded, started)
+        log.append(("prepared", offset))
+        return prepared
+
+    steps.sink.decode = logged_decode  # type: ignore[method-assign]
+    steps.sink.prepare_decoded = slow_prepare  # type: ignore[method-assign]
+    acked: list[int] = []
+
+    async def ack(batch: Sequence[Any]) -> None:
+        acked.extend(event.message.offset for event in batch)
+
+    pipeline = SinkPipeline(steps.sink, ack)
+    for offset in range(3):
+        await pipeline.submit([FakeEvent(envelope(offset, [raw_event(pass_id=pass_id)]))])
+    await pipeline.drain()
+
+    assert acked == [0, 1, 2]
+    assert log.index(("decode", 1)) < log.index(("prepared", 0))
+    assert [entry for entry in log if entry[0] != "decode"] == [
+        ("prepare", 0), ("prepared", 0), ("prepare", 1), ("prepared", 1),
+        ("prepare", 2), ("prepared", 2),
+    ]  # fmt: skip
