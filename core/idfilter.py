@@ -42,6 +42,12 @@ class Slots(NamedTuple):
     def subset(self, rows: np.ndarray) -> Slots:
         return Slots(self.words[rows], self.masks[rows])
 
+    def fingerprints(self) -> np.ndarray:
+        """One 64-bit word per identity, equal for equal identities (and, rarely, for
+        two others): the word index and the bits together."""
+        with np.errstate(over="ignore"):
+            return np.asarray(self.words * _M1 ^ self.masks)
+
 
 class EventIdFilter:
     """A Bloom filter whose bits for one id all lie in one 64-bit word: one scatter

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import random
 import uuid
 
+import numpy as np
 import pyarrow as pa
 
 from sentinel_usage.core.idfilter import EventIdFilter
@@ -42,3 +44,18 @@ def test_sliced_and_chunked_columns_hash_as_whole_ones() -> None:
     assert hits[500:].all()
     assert hits[:500].mean() < 0.01
     assert not bloom.full
+
+
+def test_fingerprints_are_equal_for_repeats_and_tell_distinct_ids_apart() -> None:
+    """What UsageSink.drop_known relies on to skip its exact repeat check."""
+    bloom = EventIdFilter()
+    rng = random.Random(3)
+    events = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(50_000)]
+    projects = ["proj-a", "proj-b"] * 25_000
+    prints = bloom.slots(pa.array(projects), pa.array(events)).fingerprints()
+    assert len(np.unique(prints)) == 50_000
+    again = bloom.slots(pa.array(projects[:2] * 2), pa.array(events[:2] * 2)).fingerprints()
+    assert again.tolist() == [prints[0], prints[1], prints[0], prints[1]]
+    # The same id in another project is another identity.
+    other = bloom.slots(pa.array(["proj-b"]), pa.array(events[:1])).fingerprints()
+    assert other[0] != prints[0]
