@@ -71,8 +71,10 @@ class Settings(BaseSettings):
     sink_batch_bytes: int = Field(4 * 1024 * 1024, ge=1)
     sink_batch_max_messages: int = Field(2_000, ge=1)
     # Messages Faust may read ahead of the sink. Faust's default (4,096) holds up
-    # to 4 million events in memory when messages are envelopes.
-    stream_buffer_messages: int = Field(200, ge=1)
+    # to 4 million events in memory when messages are envelopes. With three batches in
+    # the sink's pipeline, 200 envelopes of 1,000 events (~65 MB) put the worker's peak at
+    # 1,020 MB in the stream bench, 64 at 965 MB; 128 still reads ten 4 MiB batches ahead.
+    stream_buffer_messages: int = Field(128, ge=1)
     commit_interval_seconds: float = Field(1.0, gt=0)
     broker_session_timeout_seconds: float = Field(6.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(1.0, gt=0)
