@@ -128,8 +128,9 @@ class UsageWindows:
         horizon = unix_millis(now - self._policy.resident)
         touched = self._touched
         return self._select(
-            lambda start, seconds: start + seconds * 1000 < horizon,
-            lambda key: touched.get(key, horizon - 1) < horizon,
+            lambda key, start, seconds: (
+                start + seconds * 1000 < horizon and touched.get(key, horizon - 1) < horizon
+            )
         )
 
     def evict(self, states: Sequence[WindowState]) -> None:
@@ -148,26 +149,21 @@ class UsageWindows:
         those starting at or after `starting_from`)."""
         first = None if starting_from is None else unix_millis(starting_from)
         return self._select(
-            lambda start, seconds: (
+            lambda key, start, seconds: (
                 (first is None or start >= first)
                 and (window_seconds is None or seconds == window_seconds)
             )
         )
 
-    def _select(
-        self,
-        chosen: Callable[[int, int], bool],
-        also: Callable[[bytes], bool] = lambda key: True,
-    ) -> list[WindowState]:
-        """The stored windows whose (start in Unix ms, seconds) is `chosen`, told by their
-        keys, and whose key passes `also`: only those are decoded (decoding every resident
-        window, sketch and all, was most of an eviction's or an alert round's stall of
-        the stream)."""
+    def _select(self, chosen: Callable[[bytes, int, int], bool]) -> list[WindowState]:
+        """The stored windows whose (key, start in Unix ms, seconds) is `chosen`, told by
+        their keys: only those are decoded (decoding every resident window, sketch and
+        all, was most of an eviction's or an alert round's stall of the stream)."""
         finest = int(self._policy.size.total_seconds())
         return [
             WindowState.from_bytes(value)
             for key, value in self._store.items()
-            if chosen(*WindowKey.span_millis(key, finest)) and also(key)
+            if chosen(key, *WindowKey.span_millis(key, finest))
         ]
 
     def _state(self, key: WindowKey, loaded: dict[WindowKey, WindowState]) -> WindowState:
