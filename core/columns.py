@@ -42,6 +42,7 @@ from sentinel_usage.core.events import (
     IDENTIFIER_PATTERN,
     MAX_DURATION_MS,
     MAX_ENDPOINT_CHARS,
+    MAX_IDENTIFIER_CHARS,
     METHOD_PATTERN,
     STATUS_RANGE,
     TEXT_LIMITS,
@@ -376,6 +377,9 @@ def _checks(
     conditions = [
         pc.match_substring_regex(c["event_id"], _UUID),
         *(pc.match_substring_regex(c[name], IDENTIFIER_PATTERN) for name in IDENTIFIER_FIELDS),
+        # Bytes are characters here: the pattern admits ASCII only.
+        *(pc.less_equal(pc.binary_length(c[name]), MAX_IDENTIFIER_CHARS)
+          for name in IDENTIFIER_FIELDS),
         pc.is_in(c["activity_type"], pa.array(ACTIVITY_TYPES)),
         pc.match_substring_regex(c["http_method"], METHOD_PATTERN),
         _between(pc.utf8_length(c["endpoint"]), 1, MAX_ENDPOINT_CHARS),

@@ -44,7 +44,7 @@ anything = st.one_of(
     st.just("SP-1"), st.just("bad id"), st.just("/v1/items/42?x=1"), st.just("not-a-uuid"),
     st.just("6F1D2C1E-6A39-4D53-9A55-2F8F3C2B7A10"), st.just("api_request"), st.just("error"),
     st.just("token_generation"), st.just({"a": 1}), st.just({}), st.just([1]), st.just(200.0),
-    st.just(503), st.just("x" * 1025), timestamps(),
+    st.just(503), st.just("x" * 1025), st.just("a" * 128), st.just("a" * 129), timestamps(),
 )  # fmt: skip
 fields = st.sampled_from([*EVENT_FIELDS, "unknown"])
 
