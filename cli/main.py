@@ -146,6 +146,8 @@ def _prepare(settings: Settings) -> asyncio.AbstractEventLoop:
 
 def _worker(settings: Settings, api_socket: socket.socket | None = None) -> int:
     """The stream worker; with `api_socket` (bound by `up`), the API served from it too."""
+    import pyarrow as pa
+
     from sentinel_usage.api.services import journal_directory
     from sentinel_usage.ingest.durable import replay_journal
     from sentinel_usage.ingest.journal import IngestJournal
@@ -155,6 +157,12 @@ def _worker(settings: Settings, api_socket: socket.socket | None = None) -> int:
 
     if settings.kafka_bootstrap_servers is None:
         raise ConfigurationError("`worker` needs KAFKA_BOOTSTRAP_SERVERS (or use `up`)")
+    # Arrow's default pool (mimalloc) keeps what a batch freed for the next; with three
+    # batches in flight and chDB's threads, the worker's peak RSS in `make bench` was
+    # 970-1,150 MB with it and 830-870 MB with glibc's, at the same speed (five runs of
+    # `bench/pipeline_bench.py --only stream,stream_columns`). Buffers made at import
+    # stay in the pool that made them.
+    pa.set_memory_pool(pa.system_memory_pool())
     loop = _prepare(settings)
     journal = None
     if settings.ingest_journal:
