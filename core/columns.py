@@ -377,8 +377,7 @@ def _checks(
     conditions = [
         pc.match_substring_regex(c["event_id"], _UUID),
         *(pc.match_substring_regex(c[name], IDENTIFIER_PATTERN) for name in IDENTIFIER_FIELDS),
-        # Bytes are characters here: the pattern admits ASCII only.
-        *(pc.less_equal(pc.binary_length(c[name]), MAX_IDENTIFIER_CHARS)
+        *(_between(pc.utf8_length(c[name]), 1, MAX_IDENTIFIER_CHARS)
           for name in IDENTIFIER_FIELDS),
         pc.is_in(c["activity_type"], pa.array(ACTIVITY_TYPES)),
         pc.match_substring_regex(c["http_method"], METHOD_PATTERN),
