@@ -35,6 +35,18 @@ export async function apiJson(path, options = {}) {
   return (await api(path, options)).json();
 }
 
+// Tickets for the calls of a loader the user can start again before its answer came (a
+// search, a filter): `const current = ticket();`, then after each await `if (!current())
+// return;`. Answers may come in any order; only the latest call's is shown (the first
+// of two quick searches, answered last, used to overwrite the second's list).
+export function latestOnly() {
+  let started = 0;
+  return () => {
+    const mine = ++started;
+    return () => mine === started;
+  };
+}
+
 // A JSON body sent with a method: POST, PATCH...
 export async function send(method, path, body) {
   const options = { method };

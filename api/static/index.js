@@ -2,8 +2,8 @@
 // page at a time (the API's keyset cursor), and the creation flow whose secret is shown
 // once.
 import {
-  STATE_LABELS, apiJson, clearCredentials, escapeHtml, expiry, fieldErrors, humanize, number,
-  openDialog, percent, renderPassFields, say, send, showCredentials, showFieldErrors, signIn, when,
+  STATE_LABELS, apiJson, clearCredentials, escapeHtml, expiry, fieldErrors, humanize, latestOnly,
+  number, openDialog, percent, renderPassFields, say, send, showCredentials, showFieldErrors, signIn, when,
 } from "/ui/static/common.js";
 
 const PAGE_SIZE = 24;
@@ -52,7 +52,10 @@ function unmanagedCard(p) {
     </li>`;
 }
 
+const listCall = latestOnly();
+
 async function loadList() {
+  const current = listCall();
   const page = list.cursors.length;
   const params = new URLSearchParams({ limit: PAGE_SIZE });
   if (list.search) params.set("search", list.search);
@@ -62,15 +65,17 @@ async function loadList() {
   let body;
   try {
     body = await apiJson(`${passes}?${params}`);
+    if (!current()) return;
     $("#list-error").hidden = true;
   } catch (error) {
+    if (!current()) return;
     $("#list-error").innerHTML = `The passes could not be loaded (${escapeHtml(error.message)}).
       <button type="button" id="retry">Try again</button>`;
     $("#list-error").hidden = false;
     $("#retry").addEventListener("click", loadList);
     return;
   } finally {
-    $("#main").removeAttribute("aria-busy");
+    if (current()) $("#main").removeAttribute("aria-busy");
   }
   list.next = body.next_cursor;
   $("#passes").innerHTML = body.items.map(card).join("");

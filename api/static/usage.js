@@ -1,7 +1,7 @@
 // The Usage tab: metrics, the timeline chart, the activity log with its filters and
 // pages, and the export. `mountUsage` wires it once; the detail view starts and stops
 // its refresh as the tab is shown and left.
-import { ApiError, Poller, api, apiJson, escapeHtml, millis, number, percent, when } from "/ui/static/common.js";
+import { ApiError, Poller, api, apiJson, escapeHtml, latestOnly, millis, number, percent, when } from "/ui/static/common.js";
 
 const $ = (selector) => document.querySelector(selector);
 let base = "";
@@ -173,15 +173,20 @@ function renderRows(items) {
   });
 }
 
+const activityCall = latestOnly();
+
 async function loadActivity() {
+  const current = activityCall();
   const params = filterParams();
   params.set("page", state.page);
   params.set("per_page", state.perPage);
   let body;
   try {
     body = await apiJson(`${base}/activity?${params}`);
+    if (!current()) return;
     $("#filter-error").hidden = true;
   } catch (error) {
+    if (!current()) return;
     if (error instanceof ApiError && error.status === 422) {
       $("#filter-error").textContent = error.message;
       $("#filter-error").hidden = false;

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.e2e.stack import Stack
 
@@ -432,4 +432,34 @@ def test_overview_refreshes_like_the_usage_tab(
     page.click("#overview-refresh")
     expect(page.locator("#overview-status")).to_be_hidden()
     assert after(30_000) == failed + 2  # the manual one, and polling again
+    context.close()
+
+
+def test_a_late_answer_does_not_overwrite_a_later_search(
+    browser: Browser, ui_stack: Stack, project: str
+) -> None:
+    """The list shows the latest search's answer whatever order the answers come in: the
+    first search's, held back until the second's is shown, changes nothing."""
+    ui_stack.create_pass(project, "Invoice Agent")
+    ui_stack.create_pass(project, "Sourcing Agent")
+    context = open_context(browser, ui_stack, project, DESKTOP)
+    page = context.new_page()
+    page.goto(f"{ui_stack.base_url}/ui/projects/{project}")
+    expect(page.locator("#passes > li")).to_have_count(2)
+    held: list[Route] = []
+    # A lambda: Playwright marks its handler with an attribute, which a bound builtin refuses.
+    page.route(f"**/v1/projects/{project}/passes?*search=invoice*", lambda r: held.append(r))
+    page.fill("#find [name=search]", "invoice")
+    page.click("#find button[type=submit]")
+    page.fill("#find [name=search]", "nothing-matches")
+    page.click("#find button[type=submit]")
+    expect(page.locator("#empty")).to_be_visible()
+    expect(page.locator("#passes > li")).to_have_count(0)
+    assert len(held) == 1
+    with page.expect_response(lambda response: "search=invoice" in response.url):
+        held[0].continue_()
+    page.wait_for_timeout(300)  # the stale answer's JSON read and (before) its rendering
+    expect(page.locator("#passes > li")).to_have_count(0)
+    expect(page.locator("#empty")).to_be_visible()
+    expect(page.locator("#main")).not_to_have_attribute("aria-busy", "true")
     context.close()
