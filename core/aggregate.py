@@ -260,7 +260,8 @@ def add_rows(
     for g in np.flatnonzero(zero_counts).tolist():
         aggregates[g].sketch.zero_count += int(zero_counts[g])
     # Each group's keys as one slice of a list sorted by group, counted in C.
-    order = np.argsort(request_groups[~zero], kind="stable")
+    # (numpy's stable sort of 16-bit integers is a radix sort: a fifth of a comparison sort's time)
+    order = np.argsort(request_groups[~zero].astype(_narrowest(n)), kind="stable")
     sorted_groups = request_groups[~zero][order]
     sorted_keys = keys[~zero][order].tolist()
     starts = np.flatnonzero(np.diff(sorted_groups, prepend=-1))
@@ -280,9 +281,35 @@ def _pair_counts(groups: np.ndarray, values: np.ndarray) -> list[tuple[int, int,
         return []
     low = int(values.min())
     span = int(values.max()) - low + 1
-    combined, counts = np.unique(groups * span + (values - low), return_counts=True)
+    combined, counts = distinct_counts(groups * span + (values - low), int(groups.max() + 1) * span)
     group, value = np.divmod(combined, span)
     return list(zip(group.tolist(), (value + low).tolist(), counts.tolist(), strict=True))
+
+
+def distinct(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)` of non-negative integers below `bound`,
+    through a table of `bound` slots when that is not much longer than `values` (no sort:
+    np.unique's were a tenth of the windows' time in the stream bench)."""
+    if bound > 4 * len(values):
+        return np.unique(values, return_inverse=True)
+    present = np.zeros(bound, dtype=bool)
+    present[values] = True
+    slot = np.cumsum(present) - 1
+    return np.flatnonzero(present), slot[values]
+
+
+def distinct_counts(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_counts=True)` of non-negative integers below `bound` (as
+    `distinct`)."""
+    if bound > 4 * len(values):
+        return np.unique(values, return_counts=True)
+    counts = np.bincount(values, minlength=bound)
+    present = np.flatnonzero(counts)
+    return present, counts[present]
+
+
+def _narrowest(groups: int) -> type[np.integer]:
+    return np.int16 if groups <= np.iinfo(np.int16).max else np.int64
 
 
 @dataclass

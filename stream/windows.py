@@ -24,7 +24,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sentinel_usage.core.aggregate import RowFeatures, WindowKey, WindowState, add_rows
+from sentinel_usage.core.aggregate import (
+    RowFeatures,
+    WindowKey,
+    WindowState,
+    add_rows,
+    distinct,
+)
 from sentinel_usage.core.columns import KEY_SEPARATOR, row_keys
 from sentinel_usage.core.windows import DAY, EPOCH, QUARTER_HOUR, unix_millis
 
@@ -104,10 +110,12 @@ class UsageWindows:
     def _apply_tier(
         self, rows: _SourceRows, tier: TierGroups, loaded: dict[WindowKey, WindowState]
     ) -> list[WindowState]:
-        first = np.unique(tier.ids, return_index=True)[1]
+        # Each window's source partition: any of its rows tells (a pass's rows share one).
+        partitions = np.empty(len(tier.keys), dtype=np.int64)
+        partitions[tier.ids] = rows.partitions
         states: list[WindowState] = []
         watermarks = np.empty(len(tier.keys), dtype=np.int64)
-        for gid, key in enumerate(tier.keys):
+        for gid, (key, partition) in enumerate(zip(tier.keys, partitions.tolist(), strict=True)):
             state = self._state(key, loaded)
             if state.source_epoch != self._epoch:
                 # Offsets of another broker's life (an embedded restart): not comparable.
@@ -115,7 +123,6 @@ class UsageWindows:
                 # like redeliveries and skipped them.
                 state.source_epoch, state.last_offset = self._epoch, -1
             states.append(state)
-            partition = int(rows.partitions[first[gid]])
             watermarks[gid] = state.last_offset if state.source_partition == partition else -1
         new = rows.offsets > watermarks[tier.ids]  # a record at or below: a redelivery
         if new.all():
@@ -235,8 +242,8 @@ def _assign(table: pa.Table, tier_seconds: Sequence[int]) -> Assigned:
         window = millis // (seconds * 1000)
         low = int(window.min())
         span = int(window.max()) - low + 1
-        distinct, ids = np.unique(pass_ids * span + (window - low), return_inverse=True)
-        pass_of, offset = np.divmod(distinct, span)
+        windows, ids = distinct(pass_ids * span + (window - low), len(names) * span)
+        pass_of, offset = np.divmod(windows, span)
         keys = [
             WindowKey(
                 names[p][0], names[p][1], EPOCH + timedelta(seconds=(w + low) * seconds), seconds

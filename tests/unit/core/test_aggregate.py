@@ -7,7 +7,13 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sentinel_usage.core.aggregate import UsageAggregate, WindowState, add_table
+from sentinel_usage.core.aggregate import (
+    UsageAggregate,
+    WindowState,
+    add_table,
+    distinct,
+    distinct_counts,
+)
 from sentinel_usage.core.clock import FixedClock
 from sentinel_usage.core.columns import events_table
 from sentinel_usage.core.events import EventValidator, UsageEvent, ValidationPolicy
@@ -117,3 +123,17 @@ def test_a_batch_added_at_once_equals_its_events_added_one_by_one(
     for batch, single in zip(at_once, one_by_one, strict=True):
         assert batch.to_state() == {**single.to_state(), "ls": batch.to_state()["ls"]}
         assert abs(batch.latency_sum_ms - single.latency_sum_ms) < 1e-6
+
+
+@given(st.lists(st.integers(0, 300), max_size=400), st.integers(0, 2000))
+def test_distinct_agrees_with_numpy_unique(values: list[int], slack: int) -> None:
+    # Both branches: a table of slots (bound near the length) and np.unique (far above it).
+    array = np.array(values, dtype=np.int64)
+    bound = (max(values) + 1 if values else 0) + slack
+    found, inverse = distinct(array, bound)
+    unique, unique_inverse = np.unique(array, return_inverse=True)
+    assert found.tolist() == unique.tolist()
+    assert inverse.reshape(-1).tolist() == unique_inverse.reshape(-1).tolist()
+    counted, counts = distinct_counts(array, bound)
+    unique, unique_counts = np.unique(array, return_counts=True)
+    assert (counted.tolist(), counts.tolist()) == (unique.tolist(), unique_counts.tolist())
