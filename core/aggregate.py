@@ -260,7 +260,8 @@ def add_rows(
     for g in np.flatnonzero(zero_counts).tolist():
         aggregates[g].sketch.zero_count += int(zero_counts[g])
     # Each group's keys as one slice of a list sorted by group, counted in C.
-    # (numpy's stable sort of 16-bit integers is a radix sort: a fifth of a comparison sort's time)
+    # (numpy's stable sort of 16-bit integers is a radix sort: a tenth of the 64-bit one's time
+    # for a 20,000-row batch)
     order = np.argsort(request_groups[~zero].astype(_narrowest(n)), kind="stable")
     sorted_groups = request_groups[~zero][order]
     sorted_keys = keys[~zero][order].tolist()
