@@ -110,9 +110,7 @@ class UsageWindows:
     def _apply_tier(
         self, rows: _SourceRows, tier: TierGroups, loaded: dict[WindowKey, WindowState]
     ) -> list[WindowState]:
-        # Each window's source partition: any of its rows tells (a pass's rows share one).
-        partitions = np.empty(len(tier.keys), dtype=np.int64)
-        partitions[tier.ids] = rows.partitions
+        partitions = _partitions(rows, tier.ids, len(tier.keys))
         states: list[WindowState] = []
         watermarks = np.empty(len(tier.keys), dtype=np.int64)
         for gid, (key, partition) in enumerate(zip(tier.keys, partitions.tolist(), strict=True)):
@@ -125,9 +123,11 @@ class UsageWindows:
             states.append(state)
             watermarks[gid] = state.last_offset if state.source_partition == partition else -1
         new = rows.offsets > watermarks[tier.ids]  # a record at or below: a redelivery
-        if new.all():
-            return [states[g] for g in _add(rows, tier.ids, states).tolist()]
-        return [states[g] for g in _add(rows.subset(new), tier.ids[new], states).tolist()]
+        if not new.all():
+            rows, ids = rows.subset(new), tier.ids[new]
+        else:
+            ids = tier.ids
+        return [states[g] for g in _add(rows, ids, states, partitions).tolist()]
 
     def evictable(self, now: datetime) -> list[WindowState]:
         """Windows that ended, and were last changed, more than the resident horizon
@@ -190,7 +190,9 @@ def fresh_windows(table: pa.Table, window_seconds: int, epoch: str) -> list[Wind
     states = [WindowState(*key, source_epoch=epoch) for key in tier.keys]
     if table.num_rows == 0:
         return []
-    return [states[g] for g in _add(_SourceRows.of(table), tier.ids, states).tolist()]
+    rows = _SourceRows.of(table)
+    partitions = _partitions(rows, tier.ids, len(states))
+    return [states[g] for g in _add(rows, tier.ids, states, partitions).tolist()]
 
 
 class _SourceRows(NamedTuple):
@@ -254,17 +256,26 @@ def _assign(table: pa.Table, tier_seconds: Sequence[int]) -> Assigned:
     return Assigned(table, tuple(tiers))
 
 
-def _add(rows: _SourceRows, gids: np.ndarray, states: list[WindowState]) -> np.ndarray:
-    """Add `rows` (row i to `states[gids[i]]`); return the ids changed."""
+def _partitions(rows: _SourceRows, gids: np.ndarray, n: int) -> np.ndarray:
+    """Each of the `n` windows' source partition: any of its rows tells (a pass's rows
+    share one)."""
+    partitions = np.zeros(n, dtype=np.int64)
+    partitions[gids] = rows.partitions
+    return partitions
+
+
+def _add(
+    rows: _SourceRows, gids: np.ndarray, states: list[WindowState], partitions: np.ndarray
+) -> np.ndarray:
+    """Add `rows` (row i to `states[gids[i]]`; `partitions[g]`: window g's source
+    partition, from `_partitions`); return the ids changed."""
     changed = add_rows([state.aggregate for state in states], gids, rows.features)
     if len(changed) == 0:
         return changed
     n = len(states)
     last_offset = np.full(n, -1, dtype=np.int64)
     np.maximum.at(last_offset, gids, rows.offsets)
-    partition = np.zeros(n, dtype=np.int64)
-    partition[gids] = rows.partitions  # a pass's rows share one
     for g in changed.tolist():
-        states[g].source_partition = int(partition[g])
+        states[g].source_partition = int(partitions[g])
         states[g].last_offset = max(states[g].last_offset, int(last_offset[g]))
     return changed

@@ -36,8 +36,8 @@ export async function apiJson(path, options = {}) {
 }
 
 // Tickets for the calls of a loader the user can start again before its answer came (a
-// search, a filter): `const current = ticket();`, then after each await `if (!current())
-// return;`. Answers may come in any order; only the latest call's is shown (the first
+// search, a filter): `const call = latestOnly();` once, then in the loader `const current =
+// call();` and after each await `if (!current()) return;`. Answers may come in any order; only the latest call's is shown (the first
 // of two quick searches, answered last, used to overwrite the second's list).
 export function latestOnly() {
   let started = 0;
