@@ -71,10 +71,14 @@ class Settings(BaseSettings):
     sink_batch_bytes: int = Field(4 * 1024 * 1024, ge=1)
     sink_batch_max_messages: int = Field(2_000, ge=1)
     # Messages Faust may read ahead of the sink. Faust's default (4,096) holds up
-    # to 4 million events in memory when messages are envelopes. With three batches in
-    # the sink's pipeline, 200 envelopes of 1,000 events (~65 MB) put the worker's peak at
-    # 1,020 MB in the stream bench, 64 at 965 MB; 128 still reads ten 4 MiB batches ahead.
-    stream_buffer_messages: int = Field(128, ge=1)
+    # to 4 million events in memory when messages are envelopes. Faust stops fetching a
+    # partition when its buffer is 80% full and resumes it at 40%; but once every
+    # partition is stopped its fetcher sleeps a whole second (faust-streaming's
+    # Consumer._wait_next_records), so the buffer must hold more than a second of the
+    # sink's work at 40%: at 128 it ran dry for 0.3-0.7 s every second or so (2 million
+    # events of the stream bench: 99k events/s, peak RSS 907 MB); at 256, 108k-117k with
+    # no gaps, RSS 914-924 MB; 512 went to 1,051 MB in one run.
+    stream_buffer_messages: int = Field(256, ge=1)
     commit_interval_seconds: float = Field(1.0, gt=0)
     broker_session_timeout_seconds: float = Field(6.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(1.0, gt=0)
