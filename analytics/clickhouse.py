@@ -54,6 +54,11 @@ class ClickHouse:
     def __init__(self, client: Any) -> None:
         self._client = client
 
+    def close(self) -> None:
+        """Release the connection; for chDB, the last one closed stops the engine and its
+        background merges (a data directory removed while they ran could not be)."""
+        self._client.close()
+
     # A tenant's rows: the only read the API's queries make.
 
     def select(
