@@ -62,15 +62,11 @@ class SinkPipeline:
                 self._prepare(before, decoding, batch, started), name="sink-prepare"
             )
         )
-        while len(self._preparing) > self._ahead:
-            await self._preparing[0]
-            self._preparing.popleft()
+        await self._prepared_down_to(self._ahead)
 
     async def drain(self) -> None:
         """Return when every batch submitted is written and acked."""
-        while self._preparing:
-            await self._preparing[0]
-            self._preparing.popleft()
+        await self._prepared_down_to(0)
         await self._written()
 
     async def close(self) -> None:
@@ -80,6 +76,13 @@ class SinkPipeline:
                 await task
         self._preparing.clear()
         self._writing = None
+
+    async def _prepared_down_to(self, waiting: int) -> None:
+        """Wait, oldest first, until at most `waiting` batches are still being decoded or
+        prepared."""
+        while len(self._preparing) > waiting:
+            await self._preparing[0]
+            self._preparing.popleft()
 
     async def _written(self) -> None:
         if self._writing is not None:
