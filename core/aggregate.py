@@ -287,11 +287,16 @@ def _pair_counts(groups: np.ndarray, values: np.ndarray) -> list[tuple[int, int,
     return list(zip(group.tolist(), (value + low).tolist(), counts.tolist(), strict=True))
 
 
+# `distinct` and `distinct_counts` use a table of slots up to this many slots a value, and
+# np.unique's sort beyond (the table's memory and scan grow with the bound, not the values).
+_TABLE_SLOTS_PER_VALUE = 4
+
+
 def distinct(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
     """`np.unique(values, return_inverse=True)` of non-negative integers below `bound`,
     through a table of `bound` slots when that is not much longer than `values` (no sort:
     np.unique's were a tenth of the windows' time in the stream bench)."""
-    if bound > 4 * len(values):
+    if bound > _TABLE_SLOTS_PER_VALUE * len(values):
         return np.unique(values, return_inverse=True)
     present = np.zeros(bound, dtype=bool)
     present[values] = True
@@ -302,7 +307,7 @@ def distinct(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
 def distinct_counts(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
     """`np.unique(values, return_counts=True)` of non-negative integers below `bound` (as
     `distinct`)."""
-    if bound > 4 * len(values):
+    if bound > _TABLE_SLOTS_PER_VALUE * len(values):
         return np.unique(values, return_counts=True)
     counts = np.bincount(values, minlength=bound)
     present = np.flatnonzero(counts)

@@ -123,10 +123,9 @@ class UsageWindows:
             states.append(state)
             watermarks[gid] = state.last_offset if state.source_partition == partition else -1
         new = rows.offsets > watermarks[tier.ids]  # a record at or below: a redelivery
+        ids = tier.ids
         if not new.all():
-            rows, ids = rows.subset(new), tier.ids[new]
-        else:
-            ids = tier.ids
+            rows, ids = rows.subset(new), ids[new]
         return [states[g] for g in _add(rows, ids, states, partitions).tolist()]
 
     def evictable(self, now: datetime) -> list[WindowState]:
