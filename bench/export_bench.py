@@ -12,6 +12,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -52,8 +53,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp, TansuBroker() as broker:
-        client = connect(f"chdb://{Path(tmp) / 'ch'}")
+    # The connection closes before its directory goes: its merges may still be writing there.
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        TansuBroker() as broker,
+        closing(connect(f"chdb://{Path(tmp) / 'ch'}")) as client,
+    ):
         migrate(client, MigrationContext())
         started = time.perf_counter()
         client.command(FILL, parameters={"rows": args.rows, "passes": PASSES})

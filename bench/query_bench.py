@@ -119,6 +119,7 @@ def run(directory: Path, bootstrap: str, rows: int, repeat: int = 20) -> dict[st
             {"status": "failed", "endpoint": "orders", "per_page": 50},
         )
         timed("export_10k", "/v1/projects/bench/passes/SP-{n}/activity/export", {"format": "csv"})
+    client.close()  # before the caller removes `directory`: its merges may still run there
     for name, values in timings.items():
         print(f"query: {name} p50 {statistics.median(values):.0f} ms, "
               f"p95 {percentile(values, 0.95):.0f} ms")  # fmt: skip

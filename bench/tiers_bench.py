@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -253,29 +254,29 @@ def rows_per_pass(client: ClickHouse, settings: Settings) -> int:
 
 
 def run(bootstrap: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="sentinel-tiers-") as tmp:
-        client = connect(f"chdb://{Path(tmp) / 'clickhouse'}")
-        try:
-            # Minutes kept while the coarser tiers are filled from them; then the defaults.
-            migrate(client, FILLING)
-            fill(client)
-            minutes, requests = minutes_only(client)
-            migrate(client, MigrationContext())
-            timings = usage_timings(client, bootstrap, Path(tmp), requests)
-            timings["minutes"] = minutes
-            by_endpoint, ranges = endpoint_timings(client, bootstrap, Path(tmp))
-            from_log = endpoints_from_log(client, *ranges["Asia/Kolkata"])
-            for name, values in by_endpoint.items():
-                print(f"tiers: endpoints 30d {name} p50 {statistics.median(values):.1f} ms, "
-                      f"p95 {percentile(values, 0.95):.1f} ms")  # fmt: skip
-            print(f"tiers: endpoints 30d from the raw log alone: {min(from_log):.0f} ms at best")
-            for name, values in timings.items():
-                print(f"tiers: usage 30d {name} p50 {statistics.median(values):.1f} ms, "
-                      f"p95 {percentile(values, 0.95):.1f} ms")  # fmt: skip
-            defaults = Settings(jwt_secret=SECRET, data_dir=Path(tmp))
-            rows = rows_per_pass(client, defaults)
-        finally:
-            client.close()  # before its directory goes: its merges may still run
+    # The connection closes before its directory goes: its merges may still be writing there.
+    with (
+        tempfile.TemporaryDirectory(prefix="sentinel-tiers-") as tmp,
+        closing(connect(f"chdb://{Path(tmp) / 'clickhouse'}")) as client,
+    ):
+        # Minutes kept while the coarser tiers are filled from them; then the defaults.
+        migrate(client, FILLING)
+        fill(client)
+        minutes, requests = minutes_only(client)
+        migrate(client, MigrationContext())
+        timings = usage_timings(client, bootstrap, Path(tmp), requests)
+        timings["minutes"] = minutes
+        by_endpoint, ranges = endpoint_timings(client, bootstrap, Path(tmp))
+        from_log = endpoints_from_log(client, *ranges["Asia/Kolkata"])
+        for name, values in by_endpoint.items():
+            print(f"tiers: endpoints 30d {name} p50 {statistics.median(values):.1f} ms, "
+                  f"p95 {percentile(values, 0.95):.1f} ms")  # fmt: skip
+        print(f"tiers: endpoints 30d from the raw log alone: {min(from_log):.0f} ms at best")
+        for name, values in timings.items():
+            print(f"tiers: usage 30d {name} p50 {statistics.median(values):.1f} ms, "
+                  f"p95 {percentile(values, 0.95):.1f} ms")  # fmt: skip
+        defaults = Settings(jwt_secret=SECRET, data_dir=Path(tmp))
+        rows = rows_per_pass(client, defaults)
     return {
         "usage_30d_p95_ms": max(percentile(timings[z], 0.95) for z in ("UTC", "Asia/Kolkata")),
         "usage_30d_minutes_p95_ms": percentile(timings["minutes"], 0.95),
