@@ -165,7 +165,7 @@ class UsageEvent(BaseModel):
 
     @model_validator(mode="after")
     def _consistent_outcome(self) -> UsageEvent:
-        # The success rule, per event; core/columns.py `_outcome` is its columnar form
+        # The success rule, per event; its columnar form is core/columns.py `_checks_projection`
         # (tests/unit/core/test_columns.py checks that the two agree).
         if self.success and self.status_code is not None and self.status_code >= ERROR_STATUS:
             raise ValueError(f"success=true contradicts status_code >= {ERROR_STATUS}")
