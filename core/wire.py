@@ -16,6 +16,7 @@ in the compact form our producers write are read into columns by pyarrow.json fi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, NamedTuple, cast
 
@@ -116,14 +117,18 @@ def pack_columns(
     if table.num_rows == 0:
         return
     passes = pc.dictionary_encode(table.column("pass_id")).combine_chunks()
-    names = passes.dictionary.to_pylist()
-    group_of = np.array(
-        [name if partition_of is None else partition_of(name) for name in names], dtype=object
-    )
-    keys = group_of[passes.indices.to_numpy()]
-    for group in dict.fromkeys(keys.tolist()):
-        rows = table.filter(pa.array(keys == group))
-        yield from _column_chunks(rows)
+    groups = passes.indices.to_numpy()  # numbered by first appearance, as passes are
+    if partition_of is not None:
+        partitions = np.array([partition_of(name) for name in passes.dictionary.to_pylist()])
+        _, first, groups = np.unique(partitions[groups], return_index=True, return_inverse=True)
+        groups = np.argsort(np.argsort(first))[groups]
+    # One take of the rows in group order, then zero-copy slices: a filter a group
+    # costs a column's copy each (a quarter of a request's packing, four partitions).
+    order = np.argsort(groups, kind="stable")
+    grouped = table.take(pa.array(order))
+    bounds = [0, *(np.flatnonzero(np.diff(groups[order])) + 1).tolist(), table.num_rows]
+    for start, end in itertools.pairwise(bounds):
+        yield from _column_chunks(grouped.slice(start, end - start))
 
 
 def _column_chunks(rows: pa.Table) -> Iterator[Envelope]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, Final, Protocol
 
 import structlog
@@ -59,6 +60,13 @@ class Publisher(Protocol):
     async def ping(self) -> None: ...
 
 
+@lru_cache(maxsize=65_536)
+def _key_hash(pass_id: str) -> int:
+    """Kafka's murmur2 of a key, positive. aiokafka's is pure Python: ~2.4 µs a key,
+    a quarter of a millisecond for a request of 100 passes, before this cache."""
+    return int(murmur2(pass_id.encode())) & 0x7FFFFFFF
+
+
 class EventPublisher:
     """Publishes validated events and waits for the broker's acknowledgement."""
 
@@ -100,7 +108,7 @@ class EventPublisher:
         partitions = sorted(await self._producer.partitions_for(self._topic))
 
         def partition_of(pass_id: str) -> int:
-            return int(partitions[(murmur2(pass_id.encode()) & 0x7FFFFFFF) % len(partitions)])
+            return int(partitions[_key_hash(pass_id) % len(partitions)])
 
         return partition_of
 
