@@ -104,3 +104,18 @@ def test_well_formed_events_need_no_model() -> None:
     assert table_events(batch.table) == [VALIDATOR.validate(raw) for raw in raws]
     events = table_events(batch.table)
     assert events_table(events).drop_columns(["row"]) == batch.table.drop_columns(["row"])
+
+
+def test_a_large_batch_keeps_its_order_and_its_bad_rows() -> None:
+    # The checks run as one Acero plan, whose source cuts a table into batches of
+    # 32,768 rows: the rows must come back in order, and a bad one found in any batch.
+    raws = [
+        raw_event(started_at=(NOW - timedelta(seconds=i)).isoformat(), status_code=200 + i % 300)
+        for i in range(70_000)
+    ]
+    raws[50_000]["status_code"] = 99
+    batch = validate_events(raws, VALIDATOR)
+    assert [index for index, _ in batch.rejected] == [50_000]
+    kept = [raw for i, raw in enumerate(raws) if i != 50_000]
+    assert batch.table.column("event_id").to_pylist() == [raw["event_id"] for raw in kept]
+    assert batch.table.column("status_code").to_pylist() == [raw["status_code"] for raw in kept]
