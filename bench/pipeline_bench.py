@@ -9,7 +9,8 @@
   raw     the JSON topic read by a bare aiokafka consumer that decodes each message
           into columns, and nothing more (the ceiling)
   naive   one Kafka message per event through a minimal Faust agent, one insert per 1,000
-  ingest  events/s through POST /v1/events, 1,000-event requests, concurrent clients
+  ingest  events/s through POST /v1/events, 1,000-event requests, concurrent clients,
+          after a warm-up
   fresh   p50/p95 from the ingest response to the row in the activity endpoint and the
           request in the usage timeline, under background load at half the stream rate
   query   p50/p95 of the usage endpoint and an activity page over a large activity log
@@ -144,7 +145,7 @@ def main() -> None:
     parser.add_argument("--per-message", type=int, default=1_000)
     parser.add_argument("--passes", type=int, default=200)
     parser.add_argument("--query-rows", type=int, default=10_000_000)
-    parser.add_argument("--ingest-events", type=int, default=200_000)
+    parser.add_argument("--ingest-events", type=int, default=400_000)
     parser.add_argument("--only", default="stream,stream_columns,raw,naive,ingest,fresh,query")
     args = parser.parse_args()
     only = set(args.only.split(","))
