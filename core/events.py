@@ -271,6 +271,9 @@ class EventValidator:
             raise InvalidEventError(_field_errors(exc)) from None
 
 
+MISSING_SUCCESS: Final = "Field required: give success, or a status_code to derive it from"
+
+
 def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
     errors = []
     for err in exc.errors(include_url=False, include_input=False):
@@ -278,6 +281,8 @@ def _field_errors(exc: ValidationError) -> list[dict[str, str]]:
         message = err["msg"].removeprefix("Value error, ")
         if not loc and "success" in message:
             loc = "success"
+        elif loc == "success" and err["type"] == "missing":
+            message = MISSING_SUCCESS  # it is required only when it cannot be derived
         errors.append({"field": loc, "message": message})
     return errors
 

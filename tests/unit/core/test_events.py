@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sentinel_usage.core.clock import FixedClock
+from sentinel_usage.core.columns import validate_events
 from sentinel_usage.core.endpoints import normalise_endpoint
 from sentinel_usage.core.errors import InvalidEventError
-from sentinel_usage.core.events import EventValidator, ValidationPolicy
+from sentinel_usage.core.events import MISSING_SUCCESS, EventValidator, ValidationPolicy
 from tests.factories import raw_event
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -82,6 +83,15 @@ def test_missing_required_fields_are_each_named() -> None:
         "duration_ms",
     ):
         assert errors[field] == "Field required"
+
+
+def test_success_with_nothing_to_derive_it_from_says_what_would_do() -> None:
+    raw = raw_event(started_at=at(hours=-1))
+    del raw["status_code"]
+    assert errors_of(raw) == {"success": MISSING_SUCCESS}
+    # The columnar validator of batches gives the same reason.
+    (rejected,) = validate_events([raw], VALIDATOR).rejected
+    assert rejected[1].errors == [{"field": "success", "message": MISSING_SUCCESS}]
 
 
 @pytest.mark.parametrize(
