@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from typing import Any
@@ -38,24 +37,6 @@ class BoundedShutdownWorker(faust.Worker):
     def _give_up(self) -> None:
         log.error("shutdown_timeout", seconds=self.shutdown_seconds)
         os._exit(1)
-
-
-# glibc's mallopt parameter, and the threshold above which a block gets its own mapping
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 128 * 1024
-
-
-def fix_mmap_threshold() -> bool:
-    """Keep glibc's mmap threshold at its 128 KiB start. glibc raises it to the size of
-    every mapped block freed (up to 32 MiB), so after the first batches the worker's
-    Arrow buffers came from the heap, which keeps what they freed: fixed, each large
-    buffer is its own mapping, returned when freed. In the stream bench (2 million
-    events, two alternated rounds) the worker's peak RSS was 789 and 807 MiB against
-    943 and 968, for 5-9% of the stream (99k and 93k events/s against 108k and 104k);
-    a 1 or 4 MiB threshold saved about half as much. False where the C library is not
-    glibc (nothing is changed)."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    return bool(mallopt is not None and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
 def run_worker(app: faust.App, loglevel: str = "INFO") -> None:
