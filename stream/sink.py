@@ -46,7 +46,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from sentinel_usage.analytics.rollups import RollupStore
-from sentinel_usage.analytics.writer import IDENTITY, ActivityLogWriter, identity_keys
+from sentinel_usage.analytics.writer import ActivityLogWriter, identity_keys
 from sentinel_usage.core.aggregate import WindowState, requests_mask
 from sentinel_usage.core.clock import SYSTEM_CLOCK, Clock
 from sentinel_usage.core.errors import RetryLaterError
@@ -267,7 +267,12 @@ class UsageSink:
         those whose identity (project_id, event_id) the activity log already holds,
         whatever their other fields: the first version accepted wins."""
         total = events.num_rows
-        seen = await self._seen_ids()
+        # The batches in flight as they are now, before any await: one written during
+        # the lookup below leaves `_in_flight`, and its rows may be missing from an
+        # answer the log gave before they were inserted (a restamped resend of an event
+        # of the batch just written was kept, once in ~10^6 events under full load).
+        in_flight = list(self._in_flight)
+        seen = await self._seen_ids(in_flight)
         slots = seen.slots(events.column("project_id"), events.column("event_id"))
         # Identity keys are built only when needed: repeats share their slot, so distinct
         # slots mean no repeats (Arrow's count_distinct of the ids was a tenth of the
@@ -281,7 +286,7 @@ class UsageSink:
         if maybe.any():  # only what the filter cannot rule out is looked up
             candidates = events.filter(pa.array(maybe))
             stored = await self._retry(self.writer.existing, candidates)
-            new = ~_among(events, stored, *self._in_flight_among(candidates))
+            new = ~_among(events, stored, *_in_flight_among(candidates, in_flight))
             events, slots = events.filter(pa.array(new)), slots.subset(new)
         # Fed now, not after the insert: the next batch may be prepared before this
         # one is written, and must find these ids (in flight, if not yet in the log).
@@ -366,30 +371,24 @@ class UsageSink:
         if self.policy.id_refresh_seconds is not None:
             self._ids_refreshed = float("-inf")
 
-    async def _seen_ids(self) -> EventIdFilter:
+    async def _seen_ids(self, in_flight: Sequence[PreparedBatch]) -> EventIdFilter:
         """The filter of every identity in the log: built at the first batch (and
         again when it outgrows its size), then fed by each insert; with other
-        workers writing too, topped up every `id_refresh_seconds`."""
+        workers writing too, topped up every `id_refresh_seconds`. `in_flight`: the
+        batches in flight before the load began (one written since is in the log by
+        then, or among these)."""
         now = time.monotonic()
         refresh = self.policy.id_refresh_seconds
         if self._ids is None or self._ids.full:
             self._ids = await self._retry(self._load_ids)
             self._ids_refreshed = now
-            for ids in self._in_flight_ids():  # not in the log yet
+            for batch in in_flight:  # perhaps not in the log yet
+                ids = batch.fresh
                 self._ids.add(ids.column("project_id"), ids.column("event_id"))
         elif refresh is not None and now - self._ids_refreshed >= refresh:
             await self._retry(self._top_up_ids, self._ids)
             self._ids_refreshed = now
         return self._ids
-
-    def _in_flight_ids(self) -> list[pa.Table]:
-        """The identities of the batches prepared and not yet written."""
-        return [batch.fresh.select(list(IDENTITY)) for batch in self._in_flight]
-
-    def _in_flight_among(self, events: pa.Table) -> list[pa.Table]:
-        """The events among `events` of a batch prepared and not yet written."""
-        keys = identity_keys(events)
-        return [events.filter(pc.is_in(keys, batch.identities)) for batch in self._in_flight]
 
     def _load_ids(self) -> EventIdFilter:
         """Blocking: a filter of every identity in the log, streamed block by block."""
@@ -479,6 +478,12 @@ def _without(events: pa.Table, *known: pa.Table) -> pa.Table:
     """`events` but those whose identity is among those of `known` (such as
     ActivityLogWriter.existing's answer)."""
     return events.filter(pa.array(~_among(events, *known)))
+
+
+def _in_flight_among(events: pa.Table, in_flight: Sequence[PreparedBatch]) -> list[pa.Table]:
+    """The events among `events` of the batches `in_flight` (prepared, not yet written)."""
+    keys = identity_keys(events)
+    return [events.filter(pc.is_in(keys, batch.identities)) for batch in in_flight]
 
 
 def _among(events: pa.Table, *known: pa.Table) -> np.ndarray:

@@ -5,12 +5,16 @@ and the batches are acked in their order."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
+
 from sentinel_usage.analytics.clickhouse import ClickHouse
 from sentinel_usage.analytics.rollups import RollupStore
+from sentinel_usage.analytics.writer import ActivityLogWriter
 from sentinel_usage.core.clock import FixedClock
 from sentinel_usage.stream.pipeline import SinkPipeline
 from sentinel_usage.stream.sink import SinkPolicy
@@ -33,6 +37,50 @@ async def test_an_event_of_the_batch_in_flight_is_known_to_the_next(
     await steps.sink.finish(nxt)
     stored = RollupStore(clickhouse).load([state.key for state in nxt.changed])
     assert {state.aggregate.total_requests for state in stored.values()} == {3}
+
+
+class HeldLookups(ActivityLogWriter):
+    """The activity log; once `hold` is set, a lookup's answer is read from the log and
+    then held until `release` is set (so that a batch may be written in between)."""
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        super().__init__(clickhouse)
+        self.hold = False
+        self.answered = threading.Event()
+        self.release = threading.Event()
+
+    def existing(self, events: pa.Table) -> pa.Table:
+        found = super().existing(events)
+        if self.hold:
+            self.answered.set()
+            self.release.wait(10)
+        return found
+
+
+async def test_an_event_of_a_batch_written_during_the_next_ones_lookup_is_known_to_it(
+    clickhouse: ClickHouse,
+) -> None:
+    """The race of a full-load run (2 events of 1.4 million stored and counted twice): the
+    log answered before the batch in flight was inserted, and that batch had left the
+    in-flight list by the time the answer came back."""
+    steps = Steps(clickhouse)
+    writer = steps.sink.writer = HeldLookups(clickhouse)
+    pass_id = new_pass()
+    first = raw_event(pass_id=pass_id)
+    in_flight = await steps.sink.prepare([envelope(1, [first])])
+    restamped = dict(first, started_at=datetime.now(UTC).isoformat())
+
+    writer.hold = True
+    preparing = asyncio.create_task(steps.sink.prepare([envelope(2, [restamped])]))
+    assert await asyncio.to_thread(writer.answered.wait, 10)  # answered without `first`
+    await steps.sink.finish(in_flight)
+    writer.release.set()
+    nxt = await preparing
+
+    assert nxt.fresh.num_rows == 0
+    await steps.sink.finish(nxt)
+    stored = RollupStore(clickhouse).load([state.key for state in in_flight.changed])
+    assert {state.aggregate.total_requests for state in stored.values()} == {1}
 
 
 async def test_eviction_keeps_the_windows_of_the_batch_in_flight(clickhouse: ClickHouse) -> None:
