@@ -153,7 +153,7 @@ def _worker(settings: Settings, api_socket: socket.socket | None = None) -> int:
     from sentinel_usage.ingest.journal import IngestJournal
     from sentinel_usage.stream.app import create_stream_app
     from sentinel_usage.stream.reconcile import rebuild_lost_windows
-    from sentinel_usage.stream.worker import run_worker
+    from sentinel_usage.stream.worker import return_freed_memory, run_worker
 
     if settings.kafka_bootstrap_servers is None:
         raise ConfigurationError("`worker` needs KAFKA_BOOTSTRAP_SERVERS (or use `up`)")
@@ -163,6 +163,7 @@ def _worker(settings: Settings, api_socket: socket.socket | None = None) -> int:
     # beyond this machine's noise (the full `make bench`, 1,006 MB, still comes near the
     # 1 GiB target). Buffers made at import stay in the pool that made them.
     pa.set_memory_pool(pa.system_memory_pool())
+    return_freed_memory(settings.memory_trim_seconds)
     loop = _prepare(settings)
     journal = None
     if settings.ingest_journal:

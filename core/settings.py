@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     # events of the stream bench: 99k events/s, peak RSS 907 MB); at 256, 108k-117k with
     # no gaps, RSS 914-924 MB; 512 went to 1,051 MB in one run.
     stream_buffer_messages: int = Field(256, ge=1)
+    # How often the worker gives glibc's free heap pages back (stream/worker.py); 0: never.
+    memory_trim_seconds: float = Field(0.25, ge=0, description="0 never returns them")
     commit_interval_seconds: float = Field(1.0, gt=0)
     broker_session_timeout_seconds: float = Field(6.0, gt=0)
     broker_heartbeat_interval_seconds: float = Field(1.0, gt=0)

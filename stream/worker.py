@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from typing import Any
@@ -47,3 +48,29 @@ def run_worker(app: faust.App, loglevel: str = "INFO") -> None:
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
+
+
+def return_freed_memory(every_seconds: float) -> threading.Event | None:
+    """Every `every_seconds`, in a thread of its own, give the pages glibc's heap holds
+    free back to the system (`malloc_trim(0)`, which releases free pages inside the heap,
+    not only at its top). glibc raises its mmap threshold to the size of each mapped block
+    freed, so after the first batches Arrow's batch buffers come from the heap, and what a
+    batch freed stayed resident for the next. Set the event to stop. None, and nothing
+    started, with `every_seconds` 0 or where the C library is not glibc.
+
+    Measured in the stream bench (2 million events, six alternated rounds; README
+    Benchmarks), every 250 ms: peak RSS 930-974 MiB against 1,025-1,056, the stream's
+    mean rate the same (117k events/s). Fixing the mmap
+    threshold at 128 KiB instead saved ~150 MiB but cost 8-24% of the stream (each large
+    buffer then a fresh mapping, its pages faulted in again)."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is None or every_seconds <= 0:
+        return None
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every_seconds):
+            trim(0)  # ctypes releases the GIL around the call
+
+    threading.Thread(target=run, name="malloc-trim", daemon=True).start()
+    return stop
