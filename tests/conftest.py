@@ -15,12 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import authlib.deprecate  # noqa: F401  (see below)
 import pytest
 
 from sentinel_usage.analytics.clickhouse import connect
 from sentinel_usage.analytics.migrate import migrate
 from sentinel_usage.analytics.migrations.context import MigrationContext
 from sentinel_usage.cli.tansu import TansuBroker
+
+# Authlib puts an "always" filter for its deprecation warnings in front of every filter when
+# authlib.deprecate is first imported; imported inside a test, that came after pyproject's
+# `filterwarnings` and its notice about httpx2 showed in every run. Imported here, before
+# any test, the pyproject filters go in front of it.
 
 
 @pytest.fixture(scope="session")
