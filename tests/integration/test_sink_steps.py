@@ -10,6 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import orjson
+from prometheus_client import REGISTRY
 
 from sentinel_usage.analytics.activity import ActivityLogQuery
 from sentinel_usage.analytics.clickhouse import ClickHouse
@@ -134,6 +135,29 @@ async def test_persist_writes_the_rows_then_their_windows(clickhouse: ClickHouse
     # ...but the windows counted both: dropping repeats is drop_known's job, before.
     assert len(stored) == 3  # each tier's window, in its own table
     assert {state.aggregate.total_requests for state in stored.values()} == {2}
+
+
+async def test_a_written_batch_counts_each_passs_requests_and_errors_in_its_metrics(
+    clickhouse: ClickHouse,
+) -> None:
+    steps = Steps(clickhouse)
+    busy, calm = new_pass(), new_pass()
+    events = [
+        raw_event(pass_id=busy),
+        raw_event(pass_id=busy, status_code=500),
+        raw_event(pass_id=busy, activity_type="error", status_code=None),
+        raw_event(pass_id=busy, activity_type="token_generation", endpoint="/oauth/token"),
+        raw_event(pass_id=calm),
+        raw_event(pass_id=calm, status_code=201),
+    ]
+    assert await steps.sink.process([envelope(7, events)]) == 6
+
+    def sample(name: str, pass_id: str) -> float | None:
+        labels = {"project_id": "proj-a", "pass_id": pass_id}
+        return REGISTRY.get_sample_value(f"sentinel_pass_{name}_total", labels)
+
+    assert (sample("requests", busy), sample("errors", busy)) == (3, 2)  # not the token
+    assert (sample("requests", calm), sample("errors", calm)) == (2, None)
 
 
 async def test_dead_letter_sends_each_with_its_source(clickhouse: ClickHouse) -> None:
