@@ -383,8 +383,7 @@ class UsageSink:
             self._ids = await self._retry(self._load_ids)
             self._ids_refreshed = now
             for batch in in_flight:  # perhaps not in the log yet
-                ids = batch.fresh
-                self._ids.add(ids.column("project_id"), ids.column("event_id"))
+                self._ids.add(batch.fresh.column("project_id"), batch.fresh.column("event_id"))
         elif refresh is not None and now - self._ids_refreshed >= refresh:
             await self._retry(self._top_up_ids, self._ids)
             self._ids_refreshed = now

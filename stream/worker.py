@@ -60,9 +60,9 @@ def return_freed_memory(every_seconds: float) -> threading.Event | None:
 
     Measured in the stream bench (2 million events, six alternated rounds; README
     Benchmarks), every 250 ms: peak RSS 930-974 MiB against 1,025-1,056, the stream's
-    mean rate the same (117k events/s). Fixing the mmap
-    threshold at 128 KiB instead saved ~150 MiB but cost 8-24% of the stream (each large
-    buffer then a fresh mapping, its pages faulted in again)."""
+    mean rate the same (117k events/s). Fixing the mmap threshold at 128 KiB instead
+    saved ~150 MiB but cost 8-24% of the stream (each large buffer then a fresh mapping,
+    its pages faulted in again)."""
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
     if trim is None or every_seconds <= 0:
         return None
